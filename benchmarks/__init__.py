@@ -1,0 +1,1 @@
+"""Measured comparisons of the differentiation backends, and the paper's tasks."""

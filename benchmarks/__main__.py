@@ -1,0 +1,25 @@
+"""`python -m benchmarks <suite> [flags]`: run one benchmark suite (`--help` per suite)."""
+
+import importlib
+import sys
+
+SUITES: dict[str, tuple[str, str]] = {
+    # name: (module, description)
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in SUITES:
+        print("usage: python -m benchmarks <suite> [--help | flags]\n\nsuites:")
+        for name, (_, description) in SUITES.items():
+            print(f"  {name:<12} {description}")
+        if argv and argv[0] not in {"-h", "--help"}:
+            sys.exit(f"\nunknown suite {argv[0]!r}")
+        return
+    module = importlib.import_module(SUITES[argv[0]][0])
+    module.main(argv[1:])
+
+
+if __name__ == "__main__":
+    main()

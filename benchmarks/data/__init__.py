@@ -1,0 +1,1 @@
+"""Data for the benchmarks: generated on the fly or shipped by a package."""

@@ -1,0 +1,5 @@
+"""eqx_agg: set aggregation layers defined by an optimisation problem, in JAX + Equinox."""
+
+from . import energies as energies
+from ._aggregation import EquilibriumAggregation as EquilibriumAggregation
+from ._mlp import ResidualMLP as ResidualMLP

@@ -1,0 +1,101 @@
+"""The Equilibrium Aggregation layer: `y*(X) = argmin_y E_θ(X, y)`."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
+
+import solvers
+
+from ._checks import check_mask, check_segments, check_set
+from .energies import AbstractEnergy
+
+
+class EquilibriumAggregation(eqx.Module):
+    """Pool a set into the minimiser of an energy (Bartunov et al., 2022, eq. 3).
+
+    `y*(X) = argmin_y R(y) + Σ_i F(x_i, y)`, found by `solver.steps` Nesterov steps from
+    `y0 = 0`; the solver's backend decides how gradients flow through the argmin, so two
+    layers of one model may use different backends.
+
+    **Arguments:**
+
+    - `energy`: an [`eqx_agg.energies.AbstractEnergy`][].
+    - `solver`: a backend from [`solvers`][] (default: `solvers.Unrolled(steps=10)`, the
+      paper's choice).
+
+    Shapes: `x: [n, d]`, `mask: [n]` (False rows are ignored), output `[k]` where `k` is
+    the energy's aggregate size (its readout's size for `Attention`). A batch of sets is
+    `jax.vmap(layer)`; many sets stored together (graph readout) is `layer.segments`.
+    """
+
+    energy: AbstractEnergy
+    solver: solvers.AbstractBackend
+
+    def __init__(self, energy: AbstractEnergy, solver: solvers.AbstractBackend | None = None):
+        self.energy = energy
+        self.solver = solvers.Unrolled(steps=10) if solver is None else solver
+
+    def __call__(
+        self, x: Float[ArrayLike, "..."], mask: Bool[ArrayLike, "..."] | None = None
+    ) -> Array:
+        """The aggregate of one set: `x: [n, d]`, `mask: [n]` → `[k]`."""
+        return self.solve(x, mask).value
+
+    def solve(
+        self, x: Float[ArrayLike, "..."], mask: Bool[ArrayLike, "..."] | None = None
+    ) -> solvers.Solution:
+        """Like `__call__`, returning a [`solvers.Solution`][] whose stats are scalars."""
+        n = _check_elements(jnp.asarray(x), self.energy)
+        sol = self.solve_segments(x, jnp.zeros(n, jnp.int32), 1, mask)
+        return jax.tree_util.tree_map(lambda a: a[0], sol)
+
+    def segments(
+        self,
+        x: Float[ArrayLike, "..."],
+        segment_ids: Int[ArrayLike, "..."],
+        num_segments: int,
+        mask: Bool[ArrayLike, "..."] | None = None,
+    ) -> Array:
+        """Aggregate many sets stored together: element `i` belongs to set `segment_ids[i]`.
+
+        All sets are solved in one iteration (each stops at its own gtol), gradients stay
+        per set. `x: [n, d]`, `segment_ids: [n]` ints in `[0, num_segments)`, `mask: [n]` →
+        `[num_segments, k]`; an empty set gives the aggregate of `y0 = 0`.
+        """
+        return self.solve_segments(x, segment_ids, num_segments, mask).value
+
+    @eqx.filter_jit
+    def solve_segments(
+        self,
+        x: Float[ArrayLike, "..."],
+        segment_ids: Int[ArrayLike, "..."],
+        num_segments: int,
+        mask: Bool[ArrayLike, "..."] | None = None,
+    ) -> solvers.Solution:
+        """Like `segments`, returning a [`solvers.Solution`][] with per-set stats `[s]`."""
+        _check_elements(x, self.energy)
+        check_segments(segment_ids, num_segments, x)
+        mask = check_mask(mask, x)
+        if self.solver.throw:
+            x = eqx.error_if(
+                x,
+                jnp.any(mask[:, None] & ~jnp.isfinite(x)),
+                "EquilibriumAggregation got NaN or inf in an unmasked row of x",
+            )
+        m = self.energy.aggregate_size(x.shape[1])
+        y0 = jnp.zeros((num_segments, m), jnp.result_type(x.dtype, jnp.float32))
+        sol = self.solver.solve(_energies, y0, (self.energy, x, segment_ids, mask))
+        value = jax.vmap(self.energy.readout)(sol.value)
+        return solvers.Solution(value=value, stats=sol.stats)
+
+
+def _energies(y, args):
+    energy, x, segment_ids, mask = args
+    return energy.segment_energies(x, y, segment_ids, mask)
+
+
+def _check_elements(x: Array, energy: AbstractEnergy) -> int:
+    n = check_set(x)
+    energy.aggregate_size(x.shape[1])  # raises on a size the energy cannot take
+    return n

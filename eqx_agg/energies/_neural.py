@@ -1,0 +1,69 @@
+"""The paper's learned potential (Listing 1)."""
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray, Scalar
+
+from solvers import inverse_softplus
+
+from .._mlp import ResidualMLP
+from ._abstract import AbstractEnergy
+
+
+class Neural(AbstractEnergy):
+    """`F_θ(x, y) = mean(h²)`, `h = ResidualMLP(concat[x, y])`, and
+    `R(y) = softplus(λ)·||y||²` with learnable `λ` (paper eq. 3, C.1, Listing 1).
+
+    The MLP has tanh + LayerNorm hidden layers, residual connections and a linear last
+    layer; the sum-of-squares output makes `F ≥ 0`.
+
+    **Arguments:**
+
+    - `in_size`: element size `d`; `out_size`: aggregate size `m`.
+    - `widths`: layer widths (Listing 1: `[2h, h, 32]`; default `h = 128`).
+    - `regularisation`: initial `softplus(λ)`.
+    - `scaled`: use the scaled energy of eq. 13.
+    - `key`: a `jax.random` key.
+    """
+
+    net: ResidualMLP
+    raw_regularisation: Float[Array, ""]
+    in_size: int = eqx.field(static=True)
+    out_size: int = eqx.field(static=True)
+    scaled: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_size: int,
+        out_size: int,
+        widths: Sequence[int] = (256, 128, 32),
+        regularisation: float = 0.1,
+        scaled: bool = True,
+        *,
+        key: PRNGKeyArray,
+    ):
+        if not regularisation > 0:
+            raise ValueError(f"regularisation must be positive, got {regularisation}")
+        self.net = ResidualMLP(in_size + out_size, widths, jax.nn.tanh, key=key)
+        self.raw_regularisation = jnp.asarray(inverse_softplus(regularisation))
+        self.in_size = in_size
+        self.out_size = out_size
+        self.scaled = scaled
+
+    def aggregate_size(self, in_size: int) -> int:
+        if in_size != self.in_size:
+            raise ValueError(
+                f"Neural energy was built for elements of size {self.in_size}, "
+                f"got elements of size {in_size}"
+            )
+        return self.out_size
+
+    def potential(self, x_i: Float[Array, " d"], y: Float[Array, " m"]) -> Scalar:
+        h = self.net(jnp.concatenate([x_i, y]))
+        return jnp.mean(h**2)
+
+    def regulariser(self, y: Float[Array, " m"]) -> Scalar:
+        return jax.nn.softplus(self.raw_regularisation) * jnp.sum(y**2)

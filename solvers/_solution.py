@@ -1,0 +1,38 @@
+"""The result type every backend returns."""
+
+import equinox as eqx
+from jaxtyping import Array, Bool, Float, Int
+
+
+class Stats(eqx.Module):
+    """Diagnostics of one inner solve, one entry per set (leading axis `b`).
+
+    - `grad_max_norm`: `max_d |∂E/∂y_d|` at the returned `y` (paper Fig. 5), shape `[b]`.
+    - `aux_loss`: eq. 5, the mean over steps of `||∇_y E||²` at the points the optimizer
+      evaluated (the Nesterov look-ahead points, as Listing 2 does), shape `[b]`.
+      Differentiable only through the steps the backend keeps a tape for.
+    - `energy`: `E(X, y)` at the returned `y`, shape `[b]`.
+    - `num_steps`: steps whose update was applied (the gtol mask skips the rest), `[b]`.
+    - `converged`: `grad_max_norm < gtol`, `[b]`.
+    - `diverged`: `y` or its gradient is non-finite, or the gradient grew by more than
+      `DIVERGENCE_RATIO` over its starting value, `[b]`.
+    - `grad_max_norm_history`, `energy_history`: the same quantities at every step's
+      evaluation point, shape `[b, steps]`.
+    """
+
+    grad_max_norm: Float[Array, " b"]
+    aux_loss: Float[Array, " b"]
+    energy: Float[Array, " b"]
+    num_steps: Int[Array, " b"]
+    converged: Bool[Array, " b"]
+    diverged: Bool[Array, " b"]
+    grad_max_norm_history: Float[Array, "b steps"]
+    energy_history: Float[Array, "b steps"]
+
+
+class Solution(eqx.Module):
+    """`value`: the aggregate `y` (shape `[b, m]` from a backend, `[m]` from a layer);
+    `stats`: a [`solvers.Stats`][]."""
+
+    value: Float[Array, "..."]
+    stats: Stats

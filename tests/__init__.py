@@ -1,0 +1,1 @@
+from . import typechecker as typechecker  # the runtime type checker named in pyproject
