@@ -3,8 +3,10 @@
 import importlib
 import sys
 
-SUITES: dict[str, tuple[str, str]] = {
+SUITES = {
     # name: (module, description)
+    "median": ("benchmarks.median", "paper 5.1: median of 100 numbers, MSE vs D, Sum/attn/EA"),
+    "counting": ("benchmarks.counting", "paper 5.2: count classes in 16 images, Sum/attn/EA"),
 }
 
 

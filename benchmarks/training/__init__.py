@@ -1,0 +1,61 @@
+"""The training loop shared by the paper's tasks (`benchmarks.median`, `benchmarks.counting`,
+`benchmarks.molecules`).
+
+API:
+
+- `TrainConfig` — steps, learning rate, auxiliary-loss weight, evaluation/checkpoint cadence,
+  seed, log path, checkpoint directory, resume, quiet.
+- `train(model, loss_fn, next_batch, config, evaluate=None) -> (model, history)`, where
+  `loss_fn(model, batch, key) -> (loss, metrics)` (a scalar and a dict of scalars),
+  `next_batch(step) -> batch` (a pytree of arrays whose leading axis is the batch; make it a
+  pure function of `step` so `--resume` and `--seed` reproduce a run) and
+  `evaluate(model, step) -> dict` (host-side, called at step 0, every `eval_every` steps and
+  at the end).
+  `history` is `{"train": [record, ...], "eval": [record, ...]}`, the records also written
+  as JSON lines to `log_path`.
+- `add_training_flags(parser, **defaults)` / `config_from_args(args, **overrides)` — the
+  `--steps --lr --aux-weight --eval-every --seed --log --checkpoint-dir --resume --quiet`
+  flags.
+- `add_backend_flags(parser, ...)` / `backend_from_args(args, layer=0)` — the EA backend per
+  layer: `--backend unrolled|implicit|truncated` (a comma list gives one per layer),
+  `--inner-steps`, `--truncate-k`, `--inner-lr`.
+- `save_checkpoint(dir, state, step, history)` / `load_checkpoint(dir, like)` — the
+  checkpoint format (`eqx.tree_serialise_leaves` + a JSON step/history file).
+- `data_parallel_mesh()` and `shard_batch(batch, mesh)` — with more than one visible device
+  the batch is split across them along its leading axis (`jax.sharding.NamedSharding` over a
+  1-D mesh named `"batch"`), parameters replicated; `train` does this by itself.
+
+Example:
+
+```python
+import argparse, jax, jax.numpy as jnp, equinox as eqx
+from benchmarks import training
+
+parser = argparse.ArgumentParser()
+training.add_training_flags(parser, steps=100, lr=1e-3)
+config = training.config_from_args(parser.parse_args([]))
+model = eqx.nn.MLP(1, 1, 32, 2, key=jax.random.PRNGKey(0))
+
+def next_batch(step):
+    x = jax.random.normal(jax.random.PRNGKey(step), (32, 1))
+    return x, x**2
+
+def loss_fn(model, batch, key):
+    x, y = batch
+    loss = jnp.mean((jax.vmap(model)(x) - y) ** 2)
+    return loss, {"mse": loss}
+
+model, history = training.train(model, loss_fn, next_batch, config)
+```
+"""
+
+from ._backend_flags import add_backend_flags as add_backend_flags
+from ._backend_flags import backend_from_args as backend_from_args
+from ._config import TrainConfig as TrainConfig
+from ._config import add_training_flags as add_training_flags
+from ._config import config_from_args as config_from_args
+from ._loop import load_checkpoint as load_checkpoint
+from ._loop import save_checkpoint as save_checkpoint
+from ._loop import train as train
+from ._sharding import data_parallel_mesh as data_parallel_mesh
+from ._sharding import shard_batch as shard_batch

@@ -1,0 +1,96 @@
+"""The training configuration and its command-line flags."""
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How `train` runs.
+
+    **Arguments:**
+
+    - `steps`: optimiser steps in total (a resumed run continues up to this number).
+    - `lr`: Adam learning rate.
+    - `aux_weight`: weight of the EA auxiliary loss (eq. 5; paper D.2 uses 1e-4). The loop
+      does not use it itself: tasks read it when building their `loss_fn`.
+    - `eval_every`: call `evaluate` every this many steps (and after the last one).
+    - `log_every`: write a training record every this many steps.
+    - `checkpoint_every`: save a checkpoint every this many steps (0: only at the end).
+    - `seed`: seeds the per-step keys passed to `loss_fn`.
+    - `log_path`: JSON-lines log (None: no file).
+    - `checkpoint_dir`: where `checkpoint.eqx` and `checkpoint.json` go (None: no checkpoints).
+    - `resume`: continue from the checkpoint in `checkpoint_dir` when there is one.
+    - `data_parallel`: shard the batch across every visible device when there are several.
+    - `quiet`: no progress bar.
+    """
+
+    steps: int = 1000
+    lr: float = 1e-3
+    aux_weight: float = 1e-4
+    eval_every: int = 200
+    log_every: int = 10
+    checkpoint_every: int = 0
+    seed: int = 0
+    log_path: Path | None = None
+    checkpoint_dir: Path | None = None
+    resume: bool = False
+    data_parallel: bool = True
+    quiet: bool = False
+
+    def __post_init__(self):
+        for name in ("steps", "eval_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        if self.resume and self.checkpoint_dir is None:
+            raise ValueError("resume needs a checkpoint_dir")
+
+
+def add_training_flags(parser: argparse.ArgumentParser, **defaults) -> None:
+    """Add the `TrainConfig` flags to `parser`; `defaults` override `TrainConfig`'s
+    (e.g. `steps=2000`)."""
+    base = dataclasses.replace(TrainConfig(), **defaults)
+    group = parser.add_argument_group("training")
+    group.add_argument("--steps", type=int, default=base.steps, help="optimiser steps")
+    group.add_argument("--lr", type=float, default=base.lr, help="Adam learning rate")
+    group.add_argument(
+        "--aux-weight", type=float, default=base.aux_weight, help="EA auxiliary loss weight"
+    )
+    group.add_argument("--eval-every", type=int, default=base.eval_every)
+    group.add_argument("--log-every", type=int, default=base.log_every)
+    group.add_argument(
+        "--checkpoint-every", type=int, default=base.checkpoint_every, help="0: at the end only"
+    )
+    group.add_argument("--seed", type=int, default=base.seed)
+    group.add_argument("--log", type=Path, default=base.log_path, help="JSON-lines log file")
+    group.add_argument("--checkpoint-dir", type=Path, default=base.checkpoint_dir)
+    group.add_argument(
+        "--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir"
+    )
+    group.add_argument(
+        "--single-device", action="store_true", help="no data parallelism across devices"
+    )
+    group.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
+    """A `TrainConfig` from parsed `add_training_flags` flags; `overrides` win (a task
+    running several models gives each its own `log_path` and `checkpoint_dir`)."""
+    config = TrainConfig(
+        steps=args.steps,
+        lr=args.lr,
+        aux_weight=args.aux_weight,
+        eval_every=args.eval_every,
+        log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+        log_path=args.log,
+        checkpoint_dir=args.checkpoint_dir,
+        resume=args.resume,
+        data_parallel=not args.single_device,
+        quiet=args.quiet,
+    )
+    return dataclasses.replace(config, **overrides)

@@ -1,0 +1,149 @@
+"""`train`: Adam on a task loss, with logs, evaluation, checkpoints and data parallelism."""
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+
+from .._results import progress
+from ._config import TrainConfig
+from ._sharding import data_parallel_mesh, replicate, shard_batch
+
+LossFn = Callable[[Any, Any, Any], tuple[Any, dict[str, Any]]]
+CHECKPOINT = "checkpoint.eqx"
+CHECKPOINT_META = "checkpoint.json"
+
+
+def train(
+    model: eqx.Module,
+    loss_fn: LossFn,
+    next_batch: Callable[[int], Any],
+    config: TrainConfig,
+    evaluate: Callable[[eqx.Module, int], dict[str, float]] | None = None,
+) -> tuple[eqx.Module, dict[str, list[dict[str, Any]]]]:
+    """Train `model` with Adam for `config.steps` steps.
+
+    **Arguments:**
+
+    - `model`: an Equinox module; its inexact arrays are trained.
+    - `loss_fn`: `loss_fn(model, batch, key) -> (loss, metrics)`, a scalar loss and a dict of
+      scalar metrics (logged). Add `config.aux_weight ×` the EA auxiliary loss here.
+    - `next_batch`: `next_batch(step) -> batch`, a pytree of arrays with the batch on the
+      leading axis; a pure function of `step` makes runs reproducible and resumable.
+    - `config`: a `TrainConfig`.
+    - `evaluate`: `evaluate(model, step) -> dict of floats`, run before training (step 0),
+      every `config.eval_every` steps and after the last step.
+
+    **Returns:** the trained model and `{"train": [...], "eval": [...]}`, lists of records
+    (`{"step", "loss", <metrics>, "seconds"}` and `{"step", <evaluate's keys>}`), which are
+    also written as JSON lines to `config.log_path`. With `config.resume` a run restarts from
+    the checkpoint in `config.checkpoint_dir` and its history continues.
+    """
+    optimizer = optax.adam(config.lr)
+    model = _strongly_typed(model)
+    opt_state = _strongly_typed(optimizer.init(eqx.filter(model, eqx.is_inexact_array)))
+    start, history = 0, {"train": [], "eval": []}
+    if config.resume and (Path(config.checkpoint_dir) / CHECKPOINT_META).exists():
+        (model, opt_state), start, history = load_checkpoint(
+            config.checkpoint_dir, (model, opt_state)
+        )
+    log = _open_log(config.log_path, append=start > 0)
+    mesh = data_parallel_mesh() if config.data_parallel else None
+    if mesh is not None:
+        model, opt_state = replicate((model, opt_state), mesh)
+    step_fn = _make_step(loss_fn, optimizer)
+    base_key = jax.random.PRNGKey(config.seed)
+    if evaluate is not None and start == 0:
+        _record(history, "eval", {"step": 0, **evaluate(model, 0)}, log)
+    clock = time.perf_counter()
+    bar = progress(range(start, config.steps), "train", config.steps - start, config.quiet)
+    try:
+        for step in bar:
+            batch = next_batch(step)
+            batch = jax.tree_util.tree_map(jnp.asarray, batch)
+            if mesh is not None:
+                batch = shard_batch(batch, mesh)
+            key = jax.random.fold_in(base_key, step)
+            model, opt_state, loss, metrics = step_fn(model, opt_state, batch, key)
+            done = step + 1
+            last = done == config.steps
+            if done % config.log_every == 0 or last:
+                record = {"step": done, "loss": float(loss)}
+                record.update({name: float(value) for name, value in metrics.items()})
+                record["seconds"] = time.perf_counter() - clock
+                _record(history, "train", record, log)
+                bar.set_postfix(loss=f"{record['loss']:.4g}")
+            if evaluate is not None and (done % config.eval_every == 0 or last):
+                record = {"step": done, **evaluate(model, done)}
+                _record(history, "eval", record, log)
+            checkpoint_now = config.checkpoint_every and done % config.checkpoint_every == 0
+            if config.checkpoint_dir is not None and (checkpoint_now or last):
+                save_checkpoint(config.checkpoint_dir, (model, opt_state), done, history)
+    finally:
+        if log is not None:
+            log.close()
+    return model, history
+
+
+def _make_step(loss_fn: LossFn, optimizer: optax.GradientTransformation):
+    @eqx.filter_jit
+    def step(model, opt_state, batch, key):
+        (loss, metrics), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, batch, key)
+        updates, opt_state = optimizer.update(
+            grads, opt_state, eqx.filter(model, eqx.is_inexact_array)
+        )
+        return eqx.apply_updates(model, updates), opt_state, loss, metrics
+
+    return step
+
+
+def _strongly_typed(tree):
+    """Drop JAX's weak types (scalars built from Python floats), which the first update
+    would drop anyway: otherwise the step compiles twice."""
+    return jax.tree_util.tree_map(
+        lambda leaf: jnp.asarray(leaf, leaf.dtype) if eqx.is_array(leaf) else leaf, tree
+    )
+
+
+def save_checkpoint(directory, state, step: int, history: dict) -> None:
+    """Write `state` (any pytree, e.g. `(model, opt_state)`) with
+    `eqx.tree_serialise_leaves` to `directory/checkpoint.eqx`, and the step and history to
+    `directory/checkpoint.json`; each file is replaced atomically."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / (CHECKPOINT + ".tmp")
+    eqx.tree_serialise_leaves(tmp, state)
+    tmp.replace(directory / CHECKPOINT)
+    tmp = directory / (CHECKPOINT_META + ".tmp")
+    tmp.write_text(json.dumps({"step": step, "history": history}, default=float))
+    tmp.replace(directory / CHECKPOINT_META)
+
+
+def load_checkpoint(directory, like) -> tuple[Any, int, dict]:
+    """Read a checkpoint written by `save_checkpoint` into a pytree shaped like `like`;
+    returns `(state, step, history)`."""
+    directory = Path(directory)
+    meta = json.loads((directory / CHECKPOINT_META).read_text())
+    state = eqx.tree_deserialise_leaves(directory / CHECKPOINT, like)
+    return state, meta["step"], meta["history"]
+
+
+def _open_log(path, append: bool):
+    if path is None:
+        return None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "a" if append else "w")
+
+
+def _record(history: dict, kind: str, record: dict, log) -> None:
+    history[kind].append(record)
+    if log is not None:
+        log.write(json.dumps({"kind": kind, **record}, default=float) + "\n")
+        log.flush()
