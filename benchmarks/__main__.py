@@ -7,6 +7,7 @@ SUITES = {
     # name: (module, description)
     "median": ("benchmarks.median", "paper 5.1: median of 100 numbers, MSE vs D, Sum/attn/EA"),
     "counting": ("benchmarks.counting", "paper 5.2: count classes in 16 images, Sum/attn/EA"),
+    "molecules": ("benchmarks.molecules", "paper 5.3/Table 2: GCN/GIN readouts on molecules"),
 }
 
 
