@@ -5,6 +5,12 @@ import sys
 
 SUITES = {
     # name: (module, description)
+    "default": ("benchmarks.default", "what `make bench` runs: every backend suite, default sizes"),
+    "accuracy": ("benchmarks.accuracy", "gradient error of each backend vs a float64 reference"),
+    "memory": ("benchmarks.memory", "compiled forward+backward bytes of each backend vs T"),
+    "timing": ("benchmarks.timing", "forward+backward time vs T, sum/attention pooling, PyG"),
+    "convergence": ("benchmarks.convergence", "inner-loop max|grad| and energy per step"),
+    "select": ("benchmarks.select", "recommend a backend (backend, T, k) for the default model"),
     "median": ("benchmarks.median", "paper 5.1: median of 100 numbers, MSE vs D, Sum/attn/EA"),
     "counting": ("benchmarks.counting", "paper 5.2: count classes in 16 images, Sum/attn/EA"),
     "molecules": ("benchmarks.molecules", "paper 5.3/Table 2: GCN/GIN readouts on molecules"),

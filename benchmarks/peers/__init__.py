@@ -1,0 +1,1 @@
+"""Peer implementations timed beside ours (optional dependencies, imported only here)."""

@@ -1,0 +1,197 @@
+"""Compiled forward+backward wall time per backend vs T, beside the baselines (item 3).
+
+Each configuration is compiled ahead of time, run once to warm up, then timed `--repeats`
+times with `block_until_ready`; the median is reported. Beside the three backends: sum
+pooling and 4-head attention pooling of the same width (`eqx_agg.pooling`, after a
+residual-MLP encoder with the potential's hidden widths), and PyTorch Geometric's
+`EquilibriumAggregation` at the same sizes (skipped with a message without the `peers`
+extra). Ratios are taken within one run.
+
+    python -m benchmarks timing [--steps ...] [--backends ...] [--repeats 5] [--no-peers]
+"""
+
+import argparse
+import statistics
+import time
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray, Scalar
+
+import eqx_agg
+
+from . import problem
+from ._results import Results, markdown_table, progress
+from .peers import pyg
+
+STEPS = (1, 2, 5, 10, 20, 50, 100)
+
+
+class PoolingModel(eqx.Module):
+    """Baseline: residual-MLP encoder per element, a pooling, the same readout as the EA
+    model. `pooling` is an `eqx_agg.pooling` module of output width `out_size`."""
+
+    encoder: eqx_agg.ResidualMLP
+    pooling: eqx.Module
+    readout: eqx_agg.ResidualMLP
+
+    def __init__(self, pooling_name, out_size, widths, readout_widths, *, key: PRNGKeyArray):
+        k_encoder, k_pool, k_readout = jax.random.split(key, 3)
+        self.encoder = eqx_agg.ResidualMLP(1, (*widths[:-1], out_size), key=k_encoder)
+        if pooling_name == "sum":
+            self.pooling = eqx_agg.pooling.Sum()
+        else:
+            self.pooling = eqx_agg.pooling.MultiHeadAttention(out_size, out_size, key=k_pool)
+        self.readout = eqx_agg.ResidualMLP(out_size, (*readout_widths, 1), key=k_readout)
+
+    def __call__(self, x: Float[Array, "n 1"]) -> Scalar:
+        return self.readout(self.pooling(jax.vmap(self.encoder)(x)))[0]
+
+
+def pooling_loss(model: PoolingModel, x: Float[Array, "b n 1"], labels: Float[Array, " b"]):
+    """Mean squared error of a baseline's predicted medians."""
+    return jnp.mean((jax.vmap(model)(x) - labels) ** 2)
+
+
+def median_time(fn, *args, repeats: int) -> dict[str, Any]:
+    """Warm up once, then the median of `repeats` timed calls of `fn(*args)`."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return {"seconds": statistics.median(times), "repeats_s": times}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks timing", description=__doc__)
+    problem.add_problem_flags(parser)
+    parser.add_argument("--steps", type=int, nargs="+", default=list(STEPS), help="values of T")
+    parser.add_argument("--backends", nargs="+", choices=problem.BACKENDS, default=problem.BACKENDS)
+    parser.add_argument("--k", type=int, default=2, help="Truncated's k")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-peers", action="store_true", help="skip PyTorch Geometric")
+    return parser
+
+
+QUICK = dict(steps=[1, 4], repeats=2, out_size=4)  # 4 attention heads
+
+
+def main(argv: list[str] | None = None) -> Results:
+    """Run the suite; write `results/timing/`; return the `Results`."""
+    args = problem.apply_quick(_parser(), argv, **QUICK)
+    model, x, labels = problem.problem_from_args(args)
+    results = Results("timing", problem.config_of(args), args.out)
+    peer_missing = "PyG peer skipped: --no-peers" if args.no_peers else pyg.available()
+    if peer_missing:
+        print(peer_missing)
+
+    runs: list[tuple[str, int | None]] = [("sum", None), ("attention", None)]
+    runs += [(name, t) for t in args.steps for name in args.backends]
+    runs += [] if peer_missing else [("pyg", t) for t in args.steps]
+    for name, steps in progress(runs, "timing", quiet=args.quiet):
+        k = min(args.k, steps) if name == "truncated" else None
+        if name == "pyg":
+            measured = pyg.time_pyg(
+                args.batch, args.set_size, args.out_size, tuple(args.widths),
+                tuple(args.readout), steps, args.repeats, args.dtype, args.seed,
+            )  # fmt: skip
+        elif name in ("sum", "attention"):
+            baseline = PoolingModel(
+                name, args.out_size, tuple(args.widths), tuple(args.readout),
+                key=jax.random.PRNGKey(args.seed),
+            )  # fmt: skip
+            baseline = problem.cast(baseline, x.dtype)
+            compiled, params = problem.compiled_loss_and_grad(baseline, x, labels, pooling_loss)
+            measured = median_time(compiled, params, x, labels, repeats=args.repeats)
+        else:
+            solver = problem.make_backend(name, steps, k)
+            compiled, params = problem.compiled_loss_and_grad(
+                problem.with_solver(model, solver), x, labels
+            )
+            measured = median_time(compiled, params, x, labels, repeats=args.repeats)
+        results.add(model=name, T=steps, k=k, seconds=measured["seconds"],
+                    repeats_s=measured["repeats_s"])  # fmt: skip
+    ratios = ratios_of(results.records)
+    for record in results.records:
+        record.update(ratios.get((record["model"], record["T"]), {}))
+    targets = targets_of(results.records)
+    _report(results, targets, peer_missing)
+    results.write(
+        ["model", "T", "k", "seconds", "vs_unrolled", "vs_sum", "vs_attention"],
+        extra={"targets": targets, "peer_skipped": peer_missing},
+    )
+    return results
+
+
+def ratios_of(records: list[dict[str, Any]]) -> dict[tuple[str, Any], dict[str, float]]:
+    """Per row: time relative to Unrolled at the same T, to sum pooling, to attention."""
+    seconds = {(r["model"], r["T"]): r["seconds"] for r in records}
+    ratios = {}
+    for (model, steps), s in seconds.items():
+        row = {}
+        if ("unrolled", steps) in seconds:
+            row["vs_unrolled"] = s / seconds["unrolled", steps]
+        for base in ("sum", "attention"):
+            if (base, None) in seconds:
+                row[f"vs_{base}"] = s / seconds[base, None]
+        ratios[model, steps] = row
+    return ratios
+
+
+def targets_of(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's time targets: Implicit vs Unrolled at T = 10, PyG vs Unrolled per T."""
+    seconds = {(r["model"], r["T"]): r["seconds"] for r in records}
+    targets = []
+    if ("implicit", 10) in seconds and ("unrolled", 10) in seconds:
+        ratio = seconds["implicit", 10] / seconds["unrolled", 10]
+        targets.append(
+            {
+                "target": "Implicit fwd+bwd at T=10 no slower than Unrolled (time ratio <= 1)",
+                "measured": ratio,
+                "met": bool(ratio <= 1),
+            }  # fmt: skip
+        )
+    for model, steps in seconds:
+        if model == "pyg" and ("unrolled", steps) in seconds:
+            speedup = seconds["pyg", steps] / seconds["unrolled", steps]
+            targets.append(
+                {
+                    "target": f"our Unrolled >= 2x faster than PyG at T={steps} (PyG/ours)",
+                    "measured": speedup,
+                    "met": bool(speedup >= 2),
+                }  # fmt: skip
+            )
+    return targets
+
+
+def _report(results: Results, targets, peer_missing: str | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in dict.fromkeys(r["model"] for r in results.records):
+        rows = [r for r in results.records if r["model"] == name]
+        if rows[0]["T"] is None:
+            ax.axhline(rows[0]["seconds"], linestyle=":", color="gray" if name == "sum" else "k",
+                       label=f"{name} pooling")  # fmt: skip
+        else:
+            ax.loglog([r["T"] for r in rows], [r["seconds"] for r in rows], "o-", label=name)
+    ax.set_xlabel("inner steps T")
+    ax.set_ylabel("forward+backward seconds (median)")
+    ax.legend()
+    results.save_figure(fig, "time_vs_steps", "Compiled forward+backward wall time vs T.")
+    plt.close(fig)
+    notes = f"\n\n{peer_missing}" if peer_missing else ""
+    results.add_section(
+        "Targets:\n\n" + markdown_table(targets, ["target", "measured", "met"]) + notes
+    )
+
+
+if __name__ == "__main__":
+    main()

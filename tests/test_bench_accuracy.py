@@ -1,0 +1,51 @@
+"""The gradient-accuracy suite in quick mode: schema and the issue's sanity checks."""
+
+import json
+
+import numpy as np
+
+from benchmarks import accuracy
+
+ARGS = ["--quick", "--quiet", "--steps", "2", "--sweep-steps", "2", "--ks", "1", "2"]
+
+
+def test_accuracy_quick(tmp_path):
+    accuracy.main([*ARGS, "--out", str(tmp_path)])
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert payload["suite"] == "accuracy"
+    assert {"device", "jax", "jaxlib"} <= set(payload["environment"])
+    assert payload["config"]["dtype"] == "float64"
+    for name in ("results.csv", "report.md", "accuracy_vs_steps.png", "truncated_k.png"):
+        assert (tmp_path / name).exists()
+
+    # the reference is converged and agrees with central finite differences
+    reference = payload["reference"]
+    assert reference["residual"] < 1e-10
+    assert len(payload["finite_differences"]) == 2
+    for check in payload["finite_differences"]:
+        assert check["relative_difference"] < 1e-5
+        np.testing.assert_allclose(check["finite_difference"], check["implicit_lu"], rtol=1e-5)
+
+    records = payload["records"]
+    row = {(r["backend"], r["sweep"], r["T"], r["k"]): r for r in records}
+    assert {r["backend"] for r in records} == {"unrolled", "implicit", "truncated"}
+    for r in records:
+        assert np.isfinite(r["rel_err_ref"]) and -1 <= r["cos_ref"] <= 1 + 1e-12
+        assert r["residual"] >= 0
+
+    unrolled = row["unrolled", "T", 2, None]
+    assert unrolled["rel_err_unrolled"] == 0
+    np.testing.assert_allclose(unrolled["cos_unrolled"], 1, rtol=1e-12)
+    # Truncated(k=T) is Unrolled exactly; k < T is not
+    full = row["truncated", "k", 2, 2]
+    assert full["rel_err_unrolled"] < 1e-12
+    np.testing.assert_allclose(full["rel_err_ref"], unrolled["rel_err_ref"], rtol=1e-10)
+    assert row["truncated", "k", 2, 1]["rel_err_unrolled"] > 1e-6
+    # lr and momentum: zero gradient under Implicit only
+    implicit = row["implicit", "T", 2, None]
+    assert implicit["grad_lr"] == 0 and implicit["grad_momentum"] == 0
+    assert unrolled["grad_lr"] != 0
+    # converged Implicit matches the reference (the issue's target)
+    converged = [r for r in records if r["sweep"] == "converged"]
+    assert len(converged) == 1 and converged[0]["rel_err_ref"] <= 1e-6
+    assert all(t["met"] for t in payload["targets"])

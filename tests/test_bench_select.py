@@ -1,0 +1,41 @@
+"""Backend selection: the recommendation follows the measured probes."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import eqx_agg
+import solvers
+from benchmarks import select
+
+
+def test_recommends_implicit_when_converged(getkey):
+    solver = solvers.Unrolled(steps=10, lr=0.25, momentum=0.3, gtol=1e-6)
+    layer = eqx_agg.EquilibriumAggregation(eqx_agg.energies.Mean(), solver)
+    x = jax.random.normal(getkey(), (3, 6, 2))
+    rec = select.recommend_backend(layer, x, steps=(40, 60), tol=1e-4, repeats=1)
+    assert (rec.backend, rec.steps, rec.k) == ("implicit", 40, None)
+    assert rec.reasons[0].startswith("forward converged at T=40")
+    assert {(m["backend"], m["T"]) for m in rec.measurements} == {
+        ("unrolled", 40), ("implicit", 40), ("unrolled", 60), ("implicit", 60)
+    }  # fmt: skip
+    for m in rec.measurements:
+        assert m["residual"] < 1e-4 and m["cosine_to_unrolled_max_T"] > 0.99
+
+
+def test_recommends_unrolled_when_not_converged(tmp_path):
+    select.main(["--quick", "--quiet", "--out", str(tmp_path)])
+    payload = json.loads((tmp_path / "results.json").read_text())
+    rec = payload["recommendation"]
+    assert rec["backend"] == "unrolled" and rec["k"] is None
+    assert rec["reasons"][0].startswith("forward not converged")
+    residual = {(r["backend"], r["T"]): r["residual"] for r in payload["records"]}
+    assert min(residual.values()) >= 1e-3
+
+
+def test_bad_batch_shape():
+    layer = eqx_agg.EquilibriumAggregation(eqx_agg.energies.Mean())
+    with pytest.raises(ValueError, match=r"\[b, n, d\]"):
+        select.recommend_backend(layer, jnp.zeros((4, 2)))
