@@ -174,10 +174,18 @@ def recommend_backend(
         )
     if choice is None:
         t = next(t for t in steps if cos["unrolled", t, None] >= agreement)
-        reasons.append(
-            f"Unrolled(T={t}) gradient agrees with Unrolled(T={steps[-1]}): cosine "
-            f"{cos['unrolled', t, None]:.4f}"
-        )
+        if t < steps[-1]:
+            reasons.append(
+                f"Unrolled(T={t}) gradient agrees with Unrolled(T={steps[-1]}): cosine "
+                f"{cos['unrolled', t, None]:.4f}"
+            )
+        else:
+            closest = max(cos["unrolled", s, None] for s in steps[:-1]) if steps[:-1] else 0.0
+            reasons.append(
+                f"no smaller T agrees with Unrolled(T={t}) (best cosine {closest:.4f} < "
+                f"{agreement}): the gradient still changes with T, so the largest probed T "
+                "is kept; probe larger T (--steps) for a firmer answer"
+            )
         choice = ("unrolled", t, None)
         unrolled_bytes = probes["unrolled", t, None]["bytes"]
         if memory_budget is not None and unrolled_bytes > memory_budget:

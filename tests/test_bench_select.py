@@ -33,6 +33,11 @@ def test_recommends_unrolled_when_not_converged(tmp_path):
     assert rec["reasons"][0].startswith("forward not converged")
     residual = {(r["backend"], r["T"]): r["residual"] for r in payload["records"]}
     assert min(residual.values()) >= 1e-3
+    # The second reason compares two different T (never a T with itself).
+    second = rec["reasons"][1]
+    assert f"Unrolled(T={rec['steps']}) gradient agrees with Unrolled(T={rec['steps']})" not in (
+        second
+    )
 
 
 def test_bad_batch_shape():
