@@ -15,7 +15,6 @@ accuracy over training (the analogue of Figure 4b).
 """
 
 import argparse
-import dataclasses
 import time
 
 import equinox as eqx
@@ -170,11 +169,7 @@ def run(args: argparse.Namespace) -> Results:
             key=jax.random.PRNGKey(args.seed + 1),
         )
         params = sum(x.size for x in jax.tree.leaves(eqx.filter(model, eqx.is_array)))
-        config = training.config_from_args(
-            args, log_path=f"{args.out}/logs/{name}.jsonl", checkpoint_dir=None
-        )
-        if args.checkpoint_dir is not None:
-            config = dataclasses.replace(config, checkpoint_dir=args.checkpoint_dir / name)
+        config = training.run_config(args, name)
         print(f"\n{LABELS[name]} ({params} parameters)")
         start = time.perf_counter()
         model, history = training.train(

@@ -11,7 +11,6 @@ Writes MSE on a fixed held-out sample against `D` (the analogue of Figure 3).
 """
 
 import argparse
-import dataclasses
 import time
 
 import equinox as eqx
@@ -115,11 +114,7 @@ def run(args: argparse.Namespace) -> Results:
                 key=jax.random.PRNGKey(args.seed + 1),
             )
             params = sum(x.size for x in jax.tree.leaves(eqx.filter(model, eqx.is_array)))
-            config = training.config_from_args(
-                args, log_path=f"{args.out}/logs/{tag}.jsonl", checkpoint_dir=None
-            )
-            if args.checkpoint_dir is not None:
-                config = dataclasses.replace(config, checkpoint_dir=args.checkpoint_dir / tag)
+            config = training.run_config(args, tag)
             print(f"\n{LABELS[name]}, D = {dim} ({params} parameters)")
             start = time.perf_counter()
             model, history = training.train(

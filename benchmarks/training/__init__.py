@@ -15,7 +15,8 @@ API:
   as JSON lines to `log_path`.
 - `add_training_flags(parser, **defaults)` / `config_from_args(args, **overrides)` — the
   `--steps --lr --aux-weight --eval-every --seed --log --checkpoint-dir --resume --quiet`
-  flags.
+  flags; `run_config(args, name)` — the config of one of several models a task trains (its
+  own log and checkpoint subfolder).
 - `add_backend_flags(parser, ...)` / `backend_from_args(args, layer=0)` — the EA backend per
   layer: `--backend unrolled|implicit|truncated` (a comma list gives one per layer),
   `--inner-steps`, `--truncate-k`, `--inner-lr`.
@@ -54,6 +55,7 @@ from ._backend_flags import backend_from_args as backend_from_args
 from ._config import TrainConfig as TrainConfig
 from ._config import add_training_flags as add_training_flags
 from ._config import config_from_args as config_from_args
+from ._config import run_config as run_config
 from ._loop import load_checkpoint as load_checkpoint
 from ._loop import save_checkpoint as save_checkpoint
 from ._loop import train as train

@@ -94,3 +94,12 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
         quiet=args.quiet,
     )
     return dataclasses.replace(config, **overrides)
+
+
+def run_config(args: argparse.Namespace, name: str) -> TrainConfig:
+    """The `TrainConfig` of model `name` among several that one task trains: its own log
+    `<--out>/logs/<name>.jsonl` and, with `--checkpoint-dir`, its own checkpoint subfolder."""
+    checkpoint_dir = None if args.checkpoint_dir is None else args.checkpoint_dir / name
+    return config_from_args(
+        args, log_path=f"{args.out}/logs/{name}.jsonl", checkpoint_dir=checkpoint_dir
+    )
