@@ -23,8 +23,6 @@ import solvers
 from . import problem
 from ._results import Results, progress
 
-STEPS = (1, 2, 5, 10, 20, 50, 100)
-
 
 def relative_error(g: np.ndarray, reference: np.ndarray) -> float:
     """`||g - reference|| / ||reference||`."""
@@ -91,9 +89,7 @@ def finite_difference_check(model, x, labels, grad, directions: int, eps: float,
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks accuracy", description=__doc__)
     problem.add_problem_flags(parser, dtype="float64")
-    parser.add_argument("--steps", type=int, nargs="+", default=list(STEPS), help="values of T")
-    parser.add_argument("--backends", nargs="+", choices=problem.BACKENDS, default=problem.BACKENDS)
-    parser.add_argument("--k", type=int, default=2, help="Truncated's k in the T sweep")
+    problem.add_sweep_flags(parser, k_help="Truncated's k in the T sweep")
     parser.add_argument("--sweep-steps", type=int, default=20, help="T of the Truncated k sweep")
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 2, 5, 10, 20])
     parser.add_argument("--gtol", type=float, default=0.0, help="inner gtol of every backend")

@@ -15,8 +15,6 @@ import jax
 from . import problem
 from ._results import Results, markdown_table, progress
 
-STEPS = (1, 2, 5, 10, 20, 50, 100)
-
 
 def compiled_bytes(compiled) -> dict[str, int]:
     """`temp`, `argument`, `output` and `total` bytes of a compiled XLA executable."""
@@ -41,9 +39,7 @@ def peak_device_bytes(compiled, params, x, labels) -> int | None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks memory", description=__doc__)
     problem.add_problem_flags(parser)
-    parser.add_argument("--steps", type=int, nargs="+", default=list(STEPS), help="values of T")
-    parser.add_argument("--backends", nargs="+", choices=problem.BACKENDS, default=problem.BACKENDS)
-    parser.add_argument("--k", type=int, default=2, help="Truncated's k")
+    problem.add_sweep_flags(parser)
     return parser
 
 

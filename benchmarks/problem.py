@@ -158,6 +158,17 @@ def add_problem_flags(parser: argparse.ArgumentParser, dtype: str = "float32") -
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for tests")
 
 
+STEPS = (1, 2, 5, 10, 20, 50, 100)
+"""The inner-step counts T every sweep measures by default (the issue's grid)."""
+
+
+def add_sweep_flags(parser: argparse.ArgumentParser, k_help: str = "Truncated's k") -> None:
+    """The flags of the suites that sweep T: `--steps`, `--backends`, `--k`."""
+    parser.add_argument("--steps", type=int, nargs="+", default=list(STEPS), help="values of T")
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=BACKENDS)
+    parser.add_argument("--k", type=int, default=2, help=k_help)
+
+
 QUICK_SIZES = dict(batch=2, set_size=8, out_size=2, widths=[8, 8, 4], readout=[4])
 """What `--quick` overrides in the shared flags."""
 

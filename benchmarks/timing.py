@@ -26,8 +26,6 @@ from . import problem
 from ._results import Results, markdown_table, progress
 from .peers import pyg
 
-STEPS = (1, 2, 5, 10, 20, 50, 100)
-
 
 class PoolingModel(eqx.Module):
     """Baseline: residual-MLP encoder per element, a pooling, the same readout as the EA
@@ -69,9 +67,7 @@ def median_time(fn, *args, repeats: int) -> dict[str, Any]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks timing", description=__doc__)
     problem.add_problem_flags(parser)
-    parser.add_argument("--steps", type=int, nargs="+", default=list(STEPS), help="values of T")
-    parser.add_argument("--backends", nargs="+", choices=problem.BACKENDS, default=problem.BACKENDS)
-    parser.add_argument("--k", type=int, default=2, help="Truncated's k")
+    problem.add_sweep_flags(parser)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-peers", action="store_true", help="skip PyTorch Geometric")
     return parser
