@@ -61,8 +61,10 @@ class Nesterov(eqx.Module):
             raise ValueError(f"gtol must be non-negative, got {gtol}")
         if clip is not None and not clip > 0:
             raise ValueError(f"clip must be positive or None, got {clip}")
-        self.raw_lr = jnp.asarray(inverse_softplus(lr))
-        self.raw_momentum = jnp.asarray(float(np.log(momentum / (1 - momentum))))
+        # Not weak-typed: an update would change the dtype and recompile a jitted step.
+        dtype = jnp.result_type(float)
+        self.raw_lr = jnp.array(inverse_softplus(lr), dtype)
+        self.raw_momentum = jnp.array(np.log(momentum / (1 - momentum)), dtype)
         self.gtol = gtol
         self.clip = clip
 

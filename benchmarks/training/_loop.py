@@ -46,8 +46,7 @@ def train(
     the checkpoint in `config.checkpoint_dir` and its history continues.
     """
     optimizer = optax.adam(config.lr)
-    model = _strongly_typed(model)
-    opt_state = _strongly_typed(optimizer.init(eqx.filter(model, eqx.is_inexact_array)))
+    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
     start, history = 0, {"train": [], "eval": []}
     if config.resume and (Path(config.checkpoint_dir) / CHECKPOINT_META).exists():
         (model, opt_state), start, history = load_checkpoint(
@@ -101,14 +100,6 @@ def _make_step(loss_fn: LossFn, optimizer: optax.GradientTransformation):
         return eqx.apply_updates(model, updates), opt_state, loss, metrics
 
     return step
-
-
-def _strongly_typed(tree):
-    """Drop JAX's weak types (scalars built from Python floats), which the first update
-    would drop anyway: otherwise the step compiles twice."""
-    return jax.tree_util.tree_map(
-        lambda leaf: jnp.asarray(leaf, leaf.dtype) if eqx.is_array(leaf) else leaf, tree
-    )
 
 
 def save_checkpoint(directory, state, step: int, history: dict) -> None:

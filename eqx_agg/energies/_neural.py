@@ -48,7 +48,10 @@ class Neural(AbstractEnergy):
         if not regularisation > 0:
             raise ValueError(f"regularisation must be positive, got {regularisation}")
         self.net = ResidualMLP(in_size + out_size, widths, jax.nn.tanh, key=key)
-        self.raw_regularisation = jnp.asarray(inverse_softplus(regularisation))
+        # Not weak-typed: an update would change the dtype and recompile a jitted step.
+        self.raw_regularisation = jnp.array(
+            inverse_softplus(regularisation), jnp.result_type(float)
+        )
         self.in_size = in_size
         self.out_size = out_size
         self.scaled = scaled
