@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", default="results/median")
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny sizes, few steps")
-    training.add_training_flags(parser, steps=500, lr=1e-3, eval_every=100)
+    training.add_training_flags(parser, steps=3000, lr=1e-3, lr_schedule="cosine", eval_every=500)
     training.add_backend_flags(parser, inner_steps=5)
     args = parser.parse_args(argv)
     if args.quick:

@@ -2,6 +2,7 @@
 flags, and data parallelism on two CPU devices."""
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -86,6 +87,42 @@ def test_resume_continues_exactly(tmp_path):
     resumed, history = training.train(model, loss_fn, next_batch, resumed_config)
     assert tree_allclose(arrays(resumed), arrays(straight), rtol=1e-12, atol=1e-12)
     assert [r["step"] for r in history["train"]] == [5, 10, 15, 20]
+
+
+@pytest.mark.parametrize("schedule", training.LR_SCHEDULES)
+def test_an_interrupted_run_resumes_exactly(tmp_path, schedule):
+    model, loss_fn, next_batch = regression_problem()
+    config = training.TrainConfig(steps=20, lr=1e-2, lr_schedule=schedule, quiet=True)
+    straight, _ = training.train(model, loss_fn, next_batch, config)
+
+    def interrupted_at_12(step):
+        if step == 12:
+            raise KeyboardInterrupt
+        return next_batch(step)
+
+    config = dataclasses.replace(
+        config, checkpoint_every=5, checkpoint_dir=tmp_path / "ckpt", resume=True
+    )
+    with pytest.raises(KeyboardInterrupt):
+        training.train(model, loss_fn, interrupted_at_12, config)
+    resumed, history = training.train(model, loss_fn, next_batch, config)  # from step 10
+    assert tree_allclose(arrays(resumed), arrays(straight), rtol=1e-12, atol=1e-12)
+    assert [r["step"] for r in history["train"]] == [10, 20]
+
+
+@pytest.mark.parametrize("schedule", training.LR_SCHEDULES)
+def test_lr_schedule_sets_each_step_size(schedule):
+    """On a linear loss Adam's step is exactly the learning rate, so the parameter's path
+    is the running sum of the schedule: constant, or cosine from lr down to lr / 100."""
+    steps, lr = 40, 0.1
+    config = training.TrainConfig(steps=steps, lr=lr, lr_schedule=schedule, quiet=True)
+    trained, _ = training.train(
+        jnp.zeros(()), lambda p, batch, key: (p, {}), lambda step: jnp.zeros(()), config
+    )
+    t = np.arange(steps)
+    cosine = lr * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * t / steps)))
+    expected = np.full(steps, lr) if schedule == "constant" else cosine
+    np.testing.assert_allclose(trained, -expected.sum(), rtol=1e-6)
 
 
 def test_checkpoint_round_trip_gives_identical_predictions(tmp_path):

@@ -3,8 +3,8 @@
 
 API:
 
-- `TrainConfig` — steps, learning rate, auxiliary-loss weight, evaluation/checkpoint cadence,
-  seed, log path, checkpoint directory, resume, quiet.
+- `TrainConfig` — steps, learning rate and its schedule (`LR_SCHEDULES`), auxiliary-loss
+  weight, evaluation/checkpoint cadence, seed, log path, checkpoint directory, resume, quiet.
 - `train(model, loss_fn, next_batch, config, evaluate=None) -> (model, history)`, where
   `loss_fn(model, batch, key) -> (loss, metrics)` (a scalar and a dict of scalars),
   `next_batch(step) -> batch` (a pytree of arrays whose leading axis is the batch; make it a
@@ -14,9 +14,9 @@ API:
   `history` is `{"train": [record, ...], "eval": [record, ...]}`, the records also written
   as JSON lines to `log_path`.
 - `add_training_flags(parser, **defaults)` / `config_from_args(args, **overrides)` — the
-  `--steps --lr --aux-weight --eval-every --seed --log --checkpoint-dir --resume --quiet`
-  flags; `run_config(args, name)` — the config of one of several models a task trains (its
-  own log and checkpoint subfolder).
+  `--steps --lr --lr-schedule --aux-weight --eval-every --seed --log --checkpoint-dir
+  --resume --quiet` flags; `run_config(args, name)` — the config of one of several models a
+  task trains (its own log and checkpoint subfolder).
 - `add_backend_flags(parser, ...)` / `backend_from_args(args, layer=0)` — the EA backend per
   layer: `--backend unrolled|implicit|truncated` (a comma list gives one per layer),
   `--inner-steps`, `--truncate-k`, `--inner-lr`.
@@ -52,6 +52,7 @@ model, history = training.train(model, loss_fn, next_batch, config)
 
 from ._backend_flags import add_backend_flags as add_backend_flags
 from ._backend_flags import backend_from_args as backend_from_args
+from ._config import LR_SCHEDULES as LR_SCHEDULES
 from ._config import TrainConfig as TrainConfig
 from ._config import add_training_flags as add_training_flags
 from ._config import config_from_args as config_from_args

@@ -4,6 +4,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+LR_SCHEDULES = ("constant", "cosine")
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -12,7 +14,9 @@ class TrainConfig:
     **Arguments:**
 
     - `steps`: optimiser steps in total (a resumed run continues up to this number).
-    - `lr`: Adam learning rate.
+    - `lr`: Adam learning rate (the peak one under a schedule).
+    - `lr_schedule`: `"constant"`, or `"cosine"`: cosine decay from `lr` to `lr / 100` over
+      `steps`.
     - `aux_weight`: weight of the EA auxiliary loss (eq. 5; paper D.2 uses 1e-4). The loop
       does not use it itself: tasks read it when building their `loss_fn`.
     - `eval_every`: call `evaluate` every this many steps (and after the last one).
@@ -28,6 +32,7 @@ class TrainConfig:
 
     steps: int = 1000
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     aux_weight: float = 1e-4
     eval_every: int = 200
     log_every: int = 10
@@ -43,6 +48,8 @@ class TrainConfig:
         for name in ("steps", "eval_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if self.resume and self.checkpoint_dir is None:
@@ -55,7 +62,13 @@ def add_training_flags(parser: argparse.ArgumentParser, **defaults) -> None:
     base = dataclasses.replace(TrainConfig(), **defaults)
     group = parser.add_argument_group("training")
     group.add_argument("--steps", type=int, default=base.steps, help="optimiser steps")
-    group.add_argument("--lr", type=float, default=base.lr, help="Adam learning rate")
+    group.add_argument("--lr", type=float, default=base.lr, help="Adam (peak) learning rate")
+    group.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        default=base.lr_schedule,
+        help="cosine: decay to lr/100 over --steps",
+    )
     group.add_argument(
         "--aux-weight", type=float, default=base.aux_weight, help="EA auxiliary loss weight"
     )
@@ -82,6 +95,7 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
     config = TrainConfig(
         steps=args.steps,
         lr=args.lr,
+        lr_schedule=args.lr_schedule,
         aux_weight=args.aux_weight,
         eval_every=args.eval_every,
         log_every=args.log_every,

@@ -45,7 +45,7 @@ def train(
     also written as JSON lines to `config.log_path`. With `config.resume` a run restarts from
     the checkpoint in `config.checkpoint_dir` and its history continues.
     """
-    optimizer = optax.adam(config.lr)
+    optimizer = optax.adam(_learning_rate(config))
     opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
     start, history = 0, {"train": [], "eval": []}
     if config.resume and (Path(config.checkpoint_dir) / CHECKPOINT_META).exists():
@@ -88,6 +88,12 @@ def train(
         if log is not None:
             log.close()
     return model, history
+
+
+def _learning_rate(config: TrainConfig) -> float | optax.Schedule:
+    if config.lr_schedule == "cosine":
+        return optax.cosine_decay_schedule(config.lr, config.steps, alpha=0.01)
+    return config.lr
 
 
 def _make_step(loss_fn: LossFn, optimizer: optax.GradientTransformation):
