@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> Results:
             args.encoder,
             key=jax.random.PRNGKey(args.seed + 1),
         )
-        params = sum(x.size for x in jax.tree.leaves(eqx.filter(model, eqx.is_array)))
+        params = training.count_parameters(model)
         config = training.run_config(args, name)
         print(f"\n{LABELS[name]} ({params} parameters)")
         start = time.perf_counter()

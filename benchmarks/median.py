@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> Results:
                 training.backend_from_args(args),
                 key=jax.random.PRNGKey(args.seed + 1),
             )
-            params = sum(x.size for x in jax.tree.leaves(eqx.filter(model, eqx.is_array)))
+            params = training.count_parameters(model)
             config = training.run_config(args, tag)
             print(f"\n{LABELS[name]}, D = {dim} ({params} parameters)")
             start = time.perf_counter()

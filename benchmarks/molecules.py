@@ -210,7 +210,7 @@ def _run(args, dataset, batching, conv, local, readout, backend, metric):
         local_aux_weight=args.local_aux_weight,
         key=key,
     )
-    params = sum(x.size for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array)))
+    params = training.count_parameters(model)
     epoch_batches = {}
 
     def train_batches(epoch):

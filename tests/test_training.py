@@ -210,3 +210,8 @@ def test_shard_batch_rejects_uneven_batches():
     training.shard_batch({"x": jnp.ones((3, 2))}, mesh)  # one device: any size splits
     with pytest.raises(ValueError, match="leading axis"):
         training.shard_batch({"x": jnp.ones(())}, mesh)
+
+
+def test_count_parameters_counts_every_weight_and_bias():
+    model, _, _ = regression_problem()  # MLP 1 → 16 → 16 → 1
+    assert training.count_parameters(model) == (1 * 16 + 16) + (16 * 16 + 16) + (16 * 1 + 1)

@@ -20,6 +20,7 @@ API:
 - `add_backend_flags(parser, ...)` / `backend_from_args(args, layer=0)` — the EA backend per
   layer: `--backend unrolled|implicit|truncated` (a comma list gives one per layer),
   `--inner-steps`, `--truncate-k`, `--inner-lr`.
+- `count_parameters(model)` — the number of array elements, as the result tables report it.
 - `save_checkpoint(dir, state, step, history)` / `load_checkpoint(dir, like)` — the
   checkpoint format (`eqx.tree_serialise_leaves` + a JSON step/history file).
 - `data_parallel_mesh()` and `shard_batch(batch, mesh)` — with more than one visible device
@@ -57,6 +58,7 @@ from ._config import TrainConfig as TrainConfig
 from ._config import add_training_flags as add_training_flags
 from ._config import config_from_args as config_from_args
 from ._config import run_config as run_config
+from ._loop import count_parameters as count_parameters
 from ._loop import load_checkpoint as load_checkpoint
 from ._loop import save_checkpoint as save_checkpoint
 from ._loop import train as train

@@ -90,6 +90,11 @@ def train(
     return model, history
 
 
+def count_parameters(model) -> int:
+    """Number of array elements in `model` (the parameter count the result tables report)."""
+    return sum(leaf.size for leaf in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array)))
+
+
 def _learning_rate(config: TrainConfig) -> float | optax.Schedule:
     if config.lr_schedule == "cosine":
         return optax.cosine_decay_schedule(config.lr, config.steps, alpha=0.01)
