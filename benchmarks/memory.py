@@ -4,7 +4,8 @@ XLA's compiled memory analysis (temp + argument + output bytes: exact and repeat
 CPU) for every backend and `T`; on a GPU also the device's peak bytes in use after one run
 (cumulative over the process, so only its growth is meaningful).
 
-    python -m benchmarks memory [--steps 1 2 5 ...] [--backends ...] [--quick]
+    python -m benchmarks memory [--size median|counting|molpcba] [--steps 1 2 5 ...]
+        [--backends ...] [--quick]
 """
 
 import argparse
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> Results:
     runs = [(name, t) for name in args.backends for t in args.steps]
     for name, steps in progress(runs, "memory", quiet=args.quiet):
         k = min(args.k, steps) if name == "truncated" else None
-        solver = problem.make_backend(name, steps, k)
+        solver = problem.cast(problem.make_backend(name, steps, k, throw=False), x.dtype)
         compiled, params = problem.compiled_loss_and_grad(
             problem.with_solver(model, solver), x, labels
         )

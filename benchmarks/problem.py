@@ -5,14 +5,20 @@ A batch of sets of `set_size` numbers drawn as in appendix D.1, an
 pooling each set into `out_size` numbers, and a small residual-MLP readout predicting the
 median; the loss is the mean squared error. Every suite builds its model and data here, and
 swaps the layer's differentiation backend with `with_solver`.
+
+`--size counting` and `--size molpcba` replace the sizes by the paper's class-counting and
+MOLPCBA layers (elements of `in_size` = 256 or 300 features, standard normal, regressed onto
+a standard normal target), for the timing and memory suites.
 """
 
 import argparse
+import dataclasses
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
@@ -34,6 +40,8 @@ class MedianModel(eqx.Module):
     - `widths`: the potential's layer widths.
     - `readout_widths`: hidden widths of the readout (a final width-1 layer is added).
     - `solver`: the layer's differentiation backend.
+    - `in_size`: element size (1: numbers); `regularisation`: the potential's initial
+      `softplus(λ)`.
     - `key`: a `jax.random` key.
     """
 
@@ -46,15 +54,19 @@ class MedianModel(eqx.Module):
         widths: tuple[int, ...],
         readout_widths: tuple[int, ...],
         solver: solvers.AbstractBackend,
+        in_size: int = 1,
+        regularisation: float = 0.1,
         *,
         key: PRNGKeyArray,
     ):
         k_energy, k_readout = jax.random.split(key)
-        energy = eqx_agg.energies.Neural(1, out_size, widths, key=k_energy)
+        energy = eqx_agg.energies.Neural(
+            in_size, out_size, widths, regularisation=regularisation, key=k_energy
+        )
         self.layer = eqx_agg.EquilibriumAggregation(energy, solver)
         self.readout = eqx_agg.ResidualMLP(out_size, (*readout_widths, 1), key=k_readout)
 
-    def __call__(self, x: Float[Array, "n 1"]) -> tuple[Scalar, solvers.Stats]:
+    def __call__(self, x: Float[Array, "n d"]) -> tuple[Scalar, solvers.Stats]:
         """The predicted median of one set and the inner solve's (scalar) stats."""
         sol = self.layer.solve(x)
         return self.readout(sol.value)[0], sol.stats
@@ -92,24 +104,34 @@ def make_problem(
     readout_widths: tuple[int, ...],
     dtype: Any,
     solver: solvers.AbstractBackend | None = None,
-) -> tuple[MedianModel, Float[Array, "b n 1"], Float[Array, " b"]]:
-    """A model (default backend `Unrolled(10)`) and one batch of D.1 sets with their medians,
-    all floating-point arrays in `dtype`."""
+    in_size: int = 1,
+    regularisation: float = 0.1,
+) -> tuple[MedianModel, Float[Array, "b n d"], Float[Array, " b"]]:
+    """A model (default backend `Unrolled(10)`) and one batch of sets with their labels, all
+    floating-point arrays in `dtype`: D.1 sets and medians for `in_size = 1`, standard normal
+    elements and targets otherwise."""
     k_model, k_data = jax.random.split(key)
     solver = solvers.Unrolled(10) if solver is None else solver
-    model = MedianModel(out_size, widths, readout_widths, solver, key=k_model)
-    x, labels = median_sets(k_data, batch, set_size)
+    model = MedianModel(
+        out_size, widths, readout_widths, solver, in_size, regularisation, key=k_model
+    )
+    if in_size == 1:
+        x, labels = median_sets(k_data, batch, set_size)
+    else:
+        k_x, k_labels = jax.random.split(k_data)
+        x = jax.random.normal(k_x, (batch, set_size, in_size))
+        labels = jax.random.normal(k_labels, (batch,))
     return cast((model, x, labels), dtype)
 
 
-def predict(model: MedianModel, x: Float[Array, "b n 1"]) -> tuple[Float[Array, " b"], Any]:
+def predict(model: MedianModel, x: Float[Array, "b n d"]) -> tuple[Float[Array, " b"], Any]:
     """Predictions and per-set stats for a batch of sets."""
     return jax.vmap(model)(x)
 
 
 def loss(
     model: MedianModel,
-    x: Float[Array, "b n 1"],
+    x: Float[Array, "b n d"],
     labels: Float[Array, " b"],
     aux_weight: float | Scalar = 0.0,
 ) -> Scalar:
@@ -118,7 +140,7 @@ def loss(
     return jnp.mean((prediction - labels) ** 2) + aux_weight * jnp.mean(stats.aux_loss)
 
 
-def parameter_grads(model: MedianModel, x: Float[Array, "b n 1"], labels: Float[Array, " b"]):
+def parameter_grads(model: MedianModel, x: Float[Array, "b n d"], labels: Float[Array, " b"]):
     """Gradient of `loss` split into `(θ, optimizer)`, and the forward residual.
 
     **Returns:** `θ` flat over the potential, the regulariser and the readout; `optimizer`
@@ -133,6 +155,28 @@ def parameter_grads(model: MedianModel, x: Float[Array, "b n 1"], labels: Float[
     return flat, lr_momentum, residual
 
 
+def diagnose(model: MedianModel, x: Float[Array, "b n d"], labels: Float[Array, " b"]):
+    """What one forward+backward of `model`'s backend computed on this batch: the fraction of
+    sets whose forward converged, the largest final residual `max|∇_y E|`, the most steps
+    taken and, under Implicit, how many sets' backward linear solves failed and the most
+    iterations one took (`None` for the other backends). Run apart from any timing: it
+    reads the backward's diagnostics through a host callback."""
+    reports: list[solvers.LinearSolveStats] = []
+    solver = model.layer.solver
+    if isinstance(solver, solvers.Implicit):
+        solver = dataclasses.replace(solver, report=reports.append)
+    probe = with_solver(model, solver)
+    stats = eqx.filter_jit(lambda m: predict(m, x)[1])(probe)
+    eqx.filter_jit(eqx.filter_grad(loss))(probe, x, labels)
+    return {
+        "converged": float(jnp.mean(stats.converged)),
+        "residual": float(jnp.max(stats.grad_max_norm)),
+        "forward_steps": int(jnp.max(stats.num_steps)),
+        "backward_failed": int(np.sum(reports[-1].failed)) if reports else None,
+        "backward_iterations": int(np.max(reports[-1].iterations)) if reports else None,
+    }
+
+
 def _loss_and_residual(model, x, labels):
     prediction, stats = predict(model, x)
     return jnp.mean((prediction - labels) ** 2), jnp.max(stats.grad_max_norm)
@@ -144,13 +188,30 @@ def theta_of(model: MedianModel) -> MedianModel:
     return eqx.filter(eqx.tree_at(lambda m: m.layer.solver, model, None), eqx.is_array)
 
 
+SIZES = {
+    "counting": dict(batch=8, set_size=16, in_size=256, out_size=256, widths=[512, 512, 32]),
+    "molpcba": dict(batch=8, set_size=128, in_size=300, out_size=300, widths=[600, 300, 32]),
+}
+"""`--size` presets: the paper's layer sizes (5.2: d = m = 256, potential [512, 512, 32], sets
+of 16, batches of 8; 5.3: d = m = 300, [600, 300, 32], graphs of up to 128 nodes, 8 per
+batch). Their T (10 and 15) is `SIZE_STEPS`."""
+SIZE_STEPS = {"counting": 10, "molpcba": 15}
+
+
 def add_problem_flags(parser: argparse.ArgumentParser, dtype: str = "float32") -> None:
     """The flags every suite shares: sizes, dtype, seed, output folder, quick mode."""
+    parser.add_argument(
+        "--size", choices=["median", *SIZES], default="median", help="size preset (see above)"
+    )
     parser.add_argument("--batch", type=int, default=8, help="sets per batch")
-    parser.add_argument("--set-size", type=int, default=100, help="numbers per set (D.1: 100)")
+    parser.add_argument("--set-size", type=int, default=100, help="elements per set (D.1: 100)")
+    parser.add_argument("--in-size", type=int, default=1, help="element size d")
     parser.add_argument("--out-size", type=int, default=8, help="aggregate size m")
     parser.add_argument("--widths", type=int, nargs="+", default=[64, 64, 16], help="potential")
     parser.add_argument("--readout", type=int, nargs="+", default=[32], help="readout widths")
+    parser.add_argument(
+        "--regularisation", type=float, default=0.1, help="the potential's initial softplus(λ)"
+    )
     parser.add_argument("--dtype", choices=["float32", "float64"], default=dtype)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="output folder (default results/<suite>)")
@@ -176,14 +237,19 @@ QUICK_SIZES = dict(batch=2, set_size=8, out_size=2, widths=[8, 8, 4], readout=[4
 def apply_quick(
     parser: argparse.ArgumentParser, argv: list[str] | None, **suite_quick: Any
 ) -> argparse.Namespace:
-    """Parse `argv`; under `--quick`, replace the shared sizes (and the suite's
-    `suite_quick`) by tiny ones, except flags given explicitly; enable float64 in JAX when
+    """Parse `argv`; apply the `--size` preset (its sizes and, when the suite sweeps T, its T)
+    and, under `--quick`, replace the shared sizes (and the suite's `suite_quick`) by tiny
+    ones, in both cases except flags given explicitly; enable float64 in JAX when
     `--dtype float64`."""
     args = parser.parse_args(argv)
+    overrides = dict(SIZES.get(args.size, {}))
+    if args.size in SIZE_STEPS and hasattr(args, "steps") and isinstance(args.steps, list):
+        overrides["steps"] = [SIZE_STEPS[args.size]]
     if args.quick:
-        for name, value in {**QUICK_SIZES, **suite_quick}.items():
-            if getattr(args, name) == parser.get_default(name):
-                setattr(args, name, value)
+        overrides |= {**QUICK_SIZES, **suite_quick}
+    for name, value in overrides.items():
+        if getattr(args, name) == parser.get_default(name):
+            setattr(args, name, value)
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     return args
@@ -200,6 +266,8 @@ def problem_from_args(args: argparse.Namespace, solver: solvers.AbstractBackend 
         tuple(args.readout),
         jnp.dtype(args.dtype),
         solver,
+        args.in_size,
+        args.regularisation,
     )
 
 

@@ -3,8 +3,9 @@
 Wrong shapes raise `ValueError`, wrong dtypes `TypeError` (as jaxtyping's checks do).
 """
 
+import equinox as eqx
 import jax.numpy as jnp
-from jaxtyping import Array
+from jaxtyping import Array, Bool, Int
 
 
 def check_set(x: Array) -> int:
@@ -43,3 +44,16 @@ def check_segments(segment_ids: Array, num_segments: int, x: Array) -> None:
         )
     if num_segments < 1:
         raise ValueError(f"num_segments must be at least 1, got {num_segments}")
+
+
+def check_segment_range(
+    segment_ids: Int[Array, " n"], num_segments: int, mask: Bool[Array, " n"]
+) -> Int[Array, " n"]:
+    """`segment_ids`, raising at run time (`eqx.error_if`) when an unmasked row's id lies
+    outside `[0, num_segments)`: such a row would otherwise be dropped silently."""
+    outside = mask & ((segment_ids < 0) | (segment_ids >= num_segments))
+    return eqx.error_if(
+        segment_ids,
+        jnp.any(outside),
+        f"segment_ids of unmasked rows must lie in [0, num_segments = {num_segments})",
+    )

@@ -1,17 +1,23 @@
-"""The inner optimizer: Nesterov momentum with learnable lr and momentum (paper Listing 2)."""
+"""Nesterov's accelerated gradient with learnable lr and momentum (paper Listing 2)."""
 
-from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Scalar
+from jaxtyping import Array, Bool, Float, Scalar
 
-EnergyFn = Callable[[Float[Array, "b m"], Any], Float[Array, " b"]]
-"""`fn(y, args) -> energies`: `b` independent sets, row `j` of `y` is set `j`'s aggregate and
-`energies[j]` depends on `y[j]` only."""
+from ._method import AbstractMethod, Bounds, EnergyFn, grad_and_energy, per_set, record
+
+DIVERGENCE_RATIO = 10.0
+"""A set is flagged as diverged, and stops, at the first step whose gradient 2-norm exceeds this
+multiple of the first step's. Stable Nesterov on a quadratic never exceeds 1.7× (the transient
+peak of its iteration matrix), while an unstable step size grows geometrically, so this catches
+divergence within a few steps of its start."""
+
+DEFAULT_TOLERANCE = {"float32": 1e-4, "float64": 1e-8}
+"""`gtol=None` resolves to this for the dtype of `y`: the tolerance Implicit's forward runs to."""
 
 
 def inverse_softplus(x: float) -> float:
@@ -27,38 +33,66 @@ def max_stable_lr(curvature: float, momentum: float = 0.9) -> float:
     return (2 + 2 * momentum) / ((1 + 2 * momentum) * curvature)
 
 
-class Nesterov(eqx.Module):
+class NesterovState(eqx.Module):
+    """`y` and `velocity` `[b, m]`; per set: `stopped`, `diverged` and the gradient 2-norm of
+    the first step (`-1` before it), the reference of the divergence test."""
+
+    y: Float[Array, "b m"]
+    velocity: Float[Array, "b m"]
+    stopped: Bool[Array, " b"]
+    diverged: Bool[Array, " b"]
+    first_norm: Float[Array, " b"]
+
+
+class Nesterov(AbstractMethod):
     """Nesterov-accelerated gradient descent from Listing 2 of the paper.
 
-    `lr = softplus(raw_lr)` and `momentum = sigmoid(raw_momentum)` are learnable. A set whose
-    look-ahead gradient has max-norm below `gtol` stops moving (its velocity still decays);
-    `clip` projects each coordinate of `y` onto `[-clip, clip]`.
+    `v ← μv − lr ∇E(y + μv)`, `y ← y + v` from `y0` with `v0 = 0`; `lr = softplus(raw_lr)` and
+    `μ = sigmoid(raw_momentum)` are learnable.
+
+    A set stops for good once the gradient at its look-ahead point `y + μv` has max-norm below
+    `gtol`, and returns that look-ahead point, where the tolerance was measured. (Listing 2
+    masks the update but keeps updating the velocity, so a masked set's look-ahead point kept
+    drifting and could leave the tolerance again.) A set also stops when its gradient 2-norm
+    grows past `DIVERGENCE_RATIO` times the first step's, or is not finite: it is then flagged
+    as diverged. `clip` projects each coordinate of `y` onto `[-clip, clip]`.
+
+    With `restart`, a set's momentum is reset whenever its step goes uphill (`∇E · v > 0`,
+    O'Donoghue and Candès' gradient restart): the trajectory differs from Listing 2, but it
+    converges faster when the momentum is too high for the energy's conditioning (4× fewer
+    steps on a well-conditioned MOLPCBA-size energy). Implicit, which differentiates the
+    fixed point and not the path, uses it by default.
 
     **Arguments:**
 
     - `lr`, `momentum`: initial values (Listing 2: 0.125 and 0.9).
-    - `gtol`: per-set stopping tolerance on `max|∇_y E|` (Listing 2: 1e-3).
+    - `gtol`: per-set tolerance on `max|∇_y E|` (Listing 2: 1e-3). `None` resolves to the
+      dtype's `DEFAULT_TOLERANCE` (1e-4 in float32, 1e-8 in float64); 0 never stops, and
+      then `converged` means below `DEFAULT_TOLERANCE`.
     - `clip`: optional bound on `|y_d|`.
+    - `restart`: reset the momentum when a step goes uphill.
     """
 
     raw_lr: Float[Array, ""]
     raw_momentum: Float[Array, ""]
-    gtol: float = eqx.field(static=True)
+    gtol: float | None = eqx.field(static=True)
     clip: float | None = eqx.field(static=True)
+    restart: bool = eqx.field(static=True)
 
     def __init__(
         self,
         lr: float = 0.125,
         momentum: float = 0.9,
-        gtol: float = 1e-3,
+        gtol: float | None = 1e-3,
         clip: float | None = None,
+        restart: bool = False,
     ):
         if not lr > 0:
             raise ValueError(f"lr must be positive, got {lr}")
         if not 0 < momentum < 1:
             raise ValueError(f"momentum must lie in (0, 1), got {momentum}")
-        if not gtol >= 0:
-            raise ValueError(f"gtol must be non-negative, got {gtol}")
+        if gtol is not None and not gtol >= 0:
+            raise ValueError(f"gtol must be non-negative or None, got {gtol}")
         if clip is not None and not clip > 0:
             raise ValueError(f"clip must be positive or None, got {clip}")
         # Not weak-typed: an update would change the dtype and recompile a jitted step.
@@ -67,6 +101,7 @@ class Nesterov(eqx.Module):
         self.raw_momentum = jnp.array(np.log(momentum / (1 - momentum)), dtype)
         self.gtol = gtol
         self.clip = clip
+        self.restart = restart
 
     @property
     def lr(self) -> Scalar:
@@ -76,42 +111,62 @@ class Nesterov(eqx.Module):
     def momentum(self) -> Scalar:
         return jax.nn.sigmoid(self.raw_momentum)
 
-    def run(
-        self,
-        fn: EnergyFn,
-        state: tuple[Float[Array, "b m"], Float[Array, "b m"]],
-        args: Any,
-        steps: int,
-    ) -> tuple[tuple[Float[Array, "b m"], Float[Array, "b m"]], dict[str, Array]]:
-        """Take `steps` steps from `state = (y, velocity)`.
+    def resolve(self, dtype: Any) -> "Nesterov":
+        if self.gtol is not None:
+            return self
+        return self._with_gtol(DEFAULT_TOLERANCE[jnp.dtype(dtype).name])
 
-        **Returns:** the final `(y, velocity)` and the per-step history, a dict of `[b, steps]`
-        arrays: `grad_max_norm`, `grad_sq_norm`, `energy` (all at the look-ahead point) and
-        `active` (whether the step's update was applied).
-        """
-        grad_fn = jax.grad(lambda y: _sum_with_aux(fn(y, args)), has_aux=True)
+    def without_tolerance(self) -> "Nesterov":
+        """With `gtol = 0`: a stopped Nesterov set would not move, so it would get no gradient."""
+        return self._with_gtol(0.0)
+
+    def _with_gtol(self, gtol: float) -> "Nesterov":
+        new = Nesterov(gtol=gtol, clip=self.clip, restart=self.restart)
+        return eqx.tree_at(
+            lambda m: (m.raw_lr, m.raw_momentum), new, (self.raw_lr, self.raw_momentum)
+        )
+
+    def init(
+        self, fn: EnergyFn, y0: Float[Array, "b m"], args: Any, bounds: Bounds | None
+    ) -> NesterovState:
+        del fn, args, bounds
+        b = y0.shape[0]
+        no = jnp.zeros(b, bool)
+        return NesterovState(y0, jnp.zeros_like(y0), no, no, -jnp.ones(b, y0.dtype))
+
+    def step(
+        self, fn: EnergyFn, state: NesterovState, args: Any
+    ) -> tuple[NesterovState, dict[str, Array]]:
+        if self.gtol is None:
+            raise ValueError("call resolve(dtype) before stepping a Nesterov with gtol=None")
         lr, mu = self.lr, self.momentum
+        lookahead = state.y + mu * state.velocity
+        g, energy = grad_and_energy(fn, lookahead, args)
+        norm = jnp.sqrt(jnp.sum(g**2, axis=-1))
+        first_norm = jnp.where(state.first_norm < 0, norm, state.first_norm)
+        diverging = ~state.stopped & ~(norm <= DIVERGENCE_RATIO * first_norm)  # NaN diverges
+        converging = ~state.stopped & ~diverging & (jnp.max(jnp.abs(g), axis=-1) < self.gtol)
+        active = ~state.stopped & ~diverging & ~converging
+        velocity = (mu * state.velocity - lr * g).astype(state.velocity.dtype)
+        y = (state.y + velocity).astype(state.y.dtype)
+        if self.clip is not None:
+            y = jnp.clip(y, -self.clip, self.clip)
+            lookahead = jnp.clip(lookahead, -self.clip, self.clip)
+        y = jnp.where(per_set(active), y, jnp.where(per_set(converging), lookahead, state.y))
+        uphill = jnp.sum(g * velocity, axis=-1) > 0  # the step went uphill: restart
+        keep = active & ~uphill if self.restart else active
+        velocity = jnp.where(per_set(keep), velocity, 0)
+        new = NesterovState(
+            y=y,
+            velocity=velocity,
+            stopped=state.stopped | diverging | converging,
+            diverged=state.diverged | diverging,
+            first_norm=first_norm,
+        )
+        return new, record(g, energy, active)
 
-        def step(carry, _):
-            y, v = carry
-            g, energy = grad_fn(y + mu * v)
-            g_max = jnp.max(jnp.abs(g), axis=-1)
-            active = ~(g_max < self.gtol)  # a NaN gradient keeps the set moving: NaN shows
-            v_new = (mu * v - lr * g).astype(v.dtype)
-            y_new = (y + jnp.where(active[:, None], v_new, 0)).astype(y.dtype)
-            if self.clip is not None:
-                y_new = jnp.clip(y_new, -self.clip, self.clip)
-            record = dict(
-                grad_max_norm=g_max,
-                grad_sq_norm=jnp.sum(g**2, axis=-1),
-                energy=energy,
-                active=active,
-            )
-            return (y_new, v_new), record
-
-        state, history = jax.lax.scan(step, state, None, length=steps)
-        return state, {name: h.T for name, h in history.items()}
-
-
-def _sum_with_aux(energies: Float[Array, " b"]) -> tuple[Scalar, Float[Array, " b"]]:
-    return jnp.sum(energies), energies
+    def converged(self, state: NesterovState, grad_max_norm: Float[Array, " b"]):
+        """`max|∇E| < gtol` at the returned point; with `gtol = 0` (run every step), below
+        the dtype's `DEFAULT_TOLERANCE`."""
+        gtol = self.gtol or DEFAULT_TOLERANCE[grad_max_norm.dtype.name]
+        return (grad_max_norm < gtol) & ~state.diverged

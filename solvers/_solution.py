@@ -8,16 +8,21 @@ class Stats(eqx.Module):
     """Diagnostics of one inner solve, one entry per set (leading axis `b`).
 
     - `grad_max_norm`: `max_d |∂E/∂y_d|` at the returned `y` (paper Fig. 5), shape `[b]`.
-    - `aux_loss`: eq. 5, the mean over steps of `||∇_y E||²` at the points the optimizer
-      evaluated (the Nesterov look-ahead points, as Listing 2 does), shape `[b]`.
+    - `aux_loss`: eq. 5, the mean over steps of `||∇_y E||²` at the points the method
+      evaluated (Nesterov's look-ahead points, as Listing 2 does), shape `[b]`.
       Differentiable only through the steps the backend keeps a tape for.
     - `energy`: `E(X, y)` at the returned `y`, shape `[b]`.
-    - `num_steps`: steps whose update was applied (the gtol mask skips the rest), `[b]`.
-    - `converged`: `grad_max_norm < gtol`, `[b]`.
-    - `diverged`: `y` or its gradient is non-finite, or the gradient grew by more than
-      `DIVERGENCE_RATIO` over its starting value, `[b]`.
+    - `num_steps`: steps that moved the set (a set stops once it meets the method's
+      tolerance, or diverges), `[b]`.
+    - `converged`: the returned `y` meets the method's tolerance (for Nesterov,
+      `grad_max_norm < gtol`), `[b]`.
+    - `diverged`: `y` or its gradient is non-finite, or the gradient grew past
+      [`solvers.DIVERGENCE_RATIO`][] times its first value, `[b]`.
     - `grad_max_norm_history`, `energy_history`: the same quantities at every step's
-      evaluation point, shape `[b, steps]`.
+      evaluation point, shape `[b, steps]` (a stopped set repeats its last values).
+
+    The backward linear solve of [`solvers.Implicit`][] happens after the forward, so its
+    diagnostics are not here: it raises on failure, or reports through `report=`.
     """
 
     grad_max_norm: Float[Array, " b"]

@@ -7,61 +7,71 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._backend import AbstractBackend
-from ._nesterov import EnergyFn, Nesterov
+from ._backend import AbstractBackend, check_steps, method_from, scan_steps, steps_to_tolerance
+from ._method import AbstractMethod, Bounds, EnergyFn
 
 
 class Truncated(AbstractBackend):
-    """Run `steps` Nesterov steps; backpropagate through the last `k` only.
+    """Run up to `steps` inner steps; backpropagate through the last `k` only.
 
-    The first `steps - k` steps run on stop-gradient inputs (no tape), so backward memory
-    grows with `k`, not `steps`. `k = steps` is exactly [`solvers.Unrolled`][]. The auxiliary
-    loss terms of the untaped steps carry no gradient.
+    The first `steps - k` steps run untaped (a `while_loop` on stop-gradient inputs that ends
+    once every set has met the tolerance), so backward memory grows with `k`, not `steps`.
+    The last `k` steps are taped and take no notice of the tolerance: every set, converged or
+    not, takes them, so each set's gradient is that of `k` steps from where the prefix left it
+    (near a fixed point, the `k`-term Neumann series of the implicit gradient). With
+    `k = steps` there is no prefix and Truncated is exactly [`solvers.Unrolled`][]. The
+    auxiliary loss terms of the untaped steps carry no gradient.
 
     **Arguments:**
 
     - `steps`: total inner steps `T`; `k`: taped steps, `1 <= k <= steps`.
-    - `lr`, `momentum`, `gtol`, `clip`: see [`solvers.Nesterov`][].
+    - `lr`, `momentum`, `gtol`, `clip`, `method`: the forward method, as for
+      [`solvers.Unrolled`][].
     - `throw`: raise on divergence (default) or report it in `stats`.
     """
 
     steps: int = eqx.field(static=True)
     k: int = eqx.field(static=True)
-    optimizer: Nesterov
+    method: AbstractMethod
     throw: bool = eqx.field(static=True)
 
     def __init__(
         self,
         steps: int = 10,
         k: int = 2,
-        lr: float = 0.125,
-        momentum: float = 0.9,
-        gtol: float = 1e-3,
+        lr: float | None = None,
+        momentum: float | None = None,
+        gtol: float | None = None,
         clip: float | None = None,
+        *,
+        method: AbstractMethod | None = None,
         throw: bool = True,
     ):
-        if steps < 1:
-            raise ValueError(f"steps must be at least 1, got {steps}")
-        if not 1 <= k <= steps:
+        self.steps = check_steps(steps, "steps")
+        self.k = check_steps(k, "k")
+        if self.k > self.steps:
             raise ValueError(f"k must satisfy 1 <= k <= steps = {steps}, got k = {k}")
-        self.steps = steps
-        self.k = k
-        self.optimizer = Nesterov(lr, momentum, gtol, clip)
+        self.method = method_from(method, lr, momentum, gtol, clip, default_gtol=1e-3)
         self.throw = throw
 
     def _iterate(
-        self, fn: EnergyFn, y0: Float[Array, "b m"], args: Any
-    ) -> tuple[Float[Array, "b m"], dict[str, Array]]:
-        state = (y0, jnp.zeros_like(y0))
-        histories = []
-        if self.k < self.steps:
-            optimizer, untaped_args = _stop_gradient((self.optimizer, args))
-            state, history = optimizer.run(fn, state, untaped_args, self.steps - self.k)
-            state = jax.lax.stop_gradient(state)
-            histories.append(history)
-        (y, _), history = self.optimizer.run(fn, state, args, self.k)
-        histories.append(history)
-        return y, {name: jnp.concatenate([h[name] for h in histories], axis=-1) for name in history}
+        self,
+        method: AbstractMethod,
+        fn: EnergyFn,
+        y0: Float[Array, "b m"],
+        args: Any,
+        bounds: Bounds | None,
+    ):
+        state = method.init(fn, y0, args, bounds)
+        if self.k == self.steps:
+            return scan_steps(method, fn, state, args, self.k)
+        untaped_method, untaped_args = _stop_gradient((method, args))
+        state, prefix = steps_to_tolerance(
+            untaped_method, fn, _stop_gradient(state), untaped_args, self.steps - self.k
+        )
+        state = method.resume(state)  # every set takes the taped steps
+        state, taped = scan_steps(method.without_tolerance(), fn, state, args, self.k)
+        return state, {name: jnp.concatenate([prefix[name], taped[name]], -1) for name in taped}
 
 
 def _stop_gradient(tree):

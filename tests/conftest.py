@@ -1,20 +1,24 @@
-"""Test configuration: float64 everywhere, a key fixture, a fast deterministic hypothesis."""
+"""Test configuration: float64 by default, a key fixture, and two hypothesis profiles.
+
+- `ci` (default): a few examples per property, derandomised, so `make test` stays short.
+- `long`: at least 100 examples per property, random: `pytest --hypothesis-profile=long`.
+"""
 
 import itertools
 
 import jax
+import jaxtyping
 import pytest
 from hypothesis import HealthCheck, settings
 
 jax.config.update("jax_enable_x64", True)
 
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large]
 settings.register_profile(
-    "eqx_agg",
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    "ci", max_examples=8, deadline=None, derandomize=True, suppress_health_check=_SLOW_OK
 )
-settings.load_profile("eqx_agg")
+settings.register_profile("long", max_examples=100, deadline=None, suppress_health_check=_SLOW_OK)
+settings.load_profile("ci")
 
 
 @pytest.fixture
@@ -22,3 +26,11 @@ def getkey():
     """`getkey()` returns a fresh `jax.random` key each call (deterministic per test)."""
     counter = itertools.count()
     return lambda: jax.random.PRNGKey(next(counter))
+
+
+@pytest.fixture
+def without_runtime_checks():
+    """The library's own checks, as a user without jaxtyping's runtime checks meets them."""
+    jaxtyping.config.update("jaxtyping_disable", True)
+    yield
+    jaxtyping.config.update("jaxtyping_disable", False)

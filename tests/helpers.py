@@ -1,76 +1,84 @@
-"""Problem tables and comparison helpers shared by the tests."""
-
-import math
+"""Problem tables, value strategies and comparison helpers shared by the tests."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import eqx_agg
 import solvers
 
 MAX_SET = 30
+"""Sets drawn by hypothesis are padded to this many rows, so jit compiles once per shape."""
+
+SCALES = [1e-3, 1e-2, 1.0, 1e2, 1e3]
 
 
 def make_energy(name: str, d: int, key):
-    """One energy of each kind, for elements of size `d`."""
+    """One energy of each kind, for elements of size `d` (defaults everywhere)."""
     return {
         "mean": lambda: eqx_agg.energies.Mean(),
         "sum": lambda: eqx_agg.energies.Sum(),
-        "median": lambda: eqx_agg.energies.Median(smoothing=0.1),
-        "max": lambda: eqx_agg.energies.Max(smoothing=0.1),
+        "median": lambda: eqx_agg.energies.Median(),
+        "max": lambda: eqx_agg.energies.Max(),
         "attention": lambda: eqx_agg.energies.Attention(d, key=key),
         "neural": lambda: eqx_agg.energies.Neural(d, 3, widths=(16, 8), key=key),
     }[name]()
 
 
-ENERGIES = ["mean", "sum", "median", "max", "attention", "neural"]
+ANALYTIC = ["mean", "sum", "median", "max", "attention"]
+BACKENDS = ["unrolled", "implicit", "truncated"]
 
 
-def stable_lr(name: str, n: int = MAX_SET) -> float:
-    """Half the stability limit of each analytic energy's curvature at `n` elements."""
-    log_n = math.log2(n + 1)
-    curvature = {
-        "mean": 2 * log_n,
-        "sum": 1.0,
-        "median": log_n / 0.1,
-        "max": log_n / 0.4,
-        "attention": 2 * math.exp(1.5) * log_n,
-        "neural": 8.0,
-    }[name]
-    return min(0.125, 0.5 * solvers.max_stable_lr(curvature))
-
-
-def make_backend(name: str, steps: int, lr: float = 0.125, **kwargs):
+def make_backend(name: str, steps: int, **kwargs):
+    """Backend `name` with `steps` steps (Truncated tapes a quarter of them)."""
     return {
-        "unrolled": lambda: solvers.Unrolled(steps=steps, lr=lr, **kwargs),
-        "implicit": lambda: solvers.Implicit(steps=steps, lr=lr, **kwargs),
-        "truncated": lambda: solvers.Truncated(steps=steps, k=max(1, steps // 4), lr=lr, **kwargs),
+        "unrolled": lambda: solvers.Unrolled(steps=steps, **kwargs),
+        "implicit": lambda: solvers.Implicit(steps=steps, **kwargs),
+        "truncated": lambda: solvers.Truncated(steps=steps, k=max(1, steps // 4), **kwargs),
     }[name]()
 
 
-BACKENDS = ["unrolled", "implicit", "truncated"]
+def neural_layer(solver, d: int = 3, seed: int = 0):
+    """The small learned-potential layer most backend tests use (`d → 3`)."""
+    energy = eqx_agg.energies.Neural(d, 3, widths=(16, 8), key=jax.random.PRNGKey(seed))
+    return eqx_agg.EquilibriumAggregation(energy, solver)
 
 
 def random_set(seed: int, n: int, d: int, scale: float = 1.0):
     return jnp.asarray(scale * np.random.default_rng(seed).normal(size=(n, d)))
 
 
-def padded_set(seed: int, n: int, d: int):
-    """`n` random elements padded with garbage rows to `MAX_SET`, and the mask that removes
-    them: one array shape per `d`, so jit compiles once per `d`, not per example."""
-    x = np.random.default_rng(seed).normal(size=(MAX_SET, d))
-    x[n:] = 1e3
-    return jnp.asarray(x), jnp.arange(MAX_SET) < n
+@st.composite
+def set_values(draw, d: int, min_size: int = 1, max_size: int = MAX_SET, scales=SCALES):
+    """`(x, n)`: `n` drawn elements of size `d`, with ties and duplicates, at a drawn scale
+    and offset, padded with garbage rows to `max_size` rows (the first `n` are real)."""
+    n = draw(st.integers(min_size, max_size))
+    level = st.sampled_from([-1.0, -0.5, 0.0, 0.25, 1.0])  # repeated values: ties
+    element = st.one_of(level, st.floats(-1, 1, allow_nan=False, allow_infinity=False))
+    values = draw(hnp.arrays(np.float64, (n, d), elements=element))
+    scale = draw(st.sampled_from(scales))
+    offset = draw(st.sampled_from([0.0, 3.0, -100.0]))
+    x = np.full((max_size, d), 1e30)
+    x[:n] = scale * (values + offset)
+    return x, n
 
 
-def attention_lr(energy, x, mask) -> float:
-    """Half the stability limit of the Attention energy on this set (curvature
-    `2 max(mean_i w_i, 1) log2(N + 1)`, `w_i = exp(hᵀx_i)`)."""
-    n = int(np.sum(mask))
-    weights = np.exp(np.asarray(x)[np.asarray(mask)] @ np.asarray(energy.query))
-    curvature = 2 * max(float(np.mean(weights)), 1.0) * math.log2(n + 1)
-    return 0.5 * solvers.max_stable_lr(curvature)
+def masked(x: np.ndarray, n: int):
+    """`x` as a jax array and the mask of its first `n` rows."""
+    return jnp.asarray(x), jnp.arange(x.shape[0]) < n
+
+
+def relative_error(a, b) -> float:
+    a, b = np.asarray(a), np.asarray(b)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def flat(tree) -> np.ndarray:
+    """Every array leaf of `tree`, flattened and concatenated."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    return np.concatenate([np.zeros(0)] + [np.ravel(np.asarray(leaf)) for leaf in leaves])
 
 
 def tree_allclose(a, b, rtol=1e-7, atol=1e-9) -> bool:

@@ -1,4 +1,4 @@
-"""The memory suite in quick mode: schema, and bytes that grow with T only where taped."""
+"""The memory suite in quick mode: bytes grow with T only where steps are taped."""
 
 import json
 
@@ -8,23 +8,18 @@ from benchmarks import memory
 def test_memory_quick(tmp_path):
     memory.main(["--quick", "--quiet", "--out", str(tmp_path)])
     payload = json.loads((tmp_path / "results.json").read_text())
-    assert payload["suite"] == "memory"
-    assert {"device", "jax", "jaxlib"} <= set(payload["environment"])
+    assert payload["suite"] == "memory" and {"device", "jax", "jaxlib"} <= set(
+        payload["environment"]
+    )
     assert (tmp_path / "memory_vs_steps.png").exists()
-    assert "total_bytes" in (tmp_path / "results.csv").read_text().splitlines()[0]
-    records = payload["records"]
-    total = {(r["backend"], r["T"]): r["total_bytes"] for r in records}
-    for r in records:
-        parts = r["temp_bytes"] + r["argument_bytes"] + r["output_bytes"]
-        assert r["total_bytes"] == parts > 0
+    total = {(r["backend"], r["T"]): r["total_bytes"] for r in payload["records"]}
+    for r in payload["records"]:
+        assert r["total_bytes"] == r["temp_bytes"] + r["argument_bytes"] + r["output_bytes"] > 0
         assert r["peak_device_bytes"] is None  # CPU
     assert total["unrolled", 4] > total["unrolled", 1]  # the tape grows with T
     assert total["truncated", 4] < total["unrolled", 4]  # only k = 2 steps taped
     assert total["implicit", 4] < total["unrolled", 4]
     assert abs(total["implicit", 4] / total["implicit", 1] - 1) < 0.1  # flat in T
-    ratio, flat = payload["targets"]
-    assert ratio["measured"] == total["implicit", 4] / total["unrolled", 4]
-    assert flat["met"]
 
 
 def test_targets_report_misses():

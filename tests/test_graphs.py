@@ -250,7 +250,7 @@ def test_local_ea_on_a_graph_with_isolated_nodes(getkey):
 def test_ea_readout_gradients_under_jit_with_every_backend(backend, getkey):
     solver = {
         "unrolled": solvers.Unrolled(steps=4),
-        "implicit": solvers.Implicit(steps=4),
+        "implicit": solvers.Implicit(steps=1000),
         "truncated": solvers.Truncated(steps=4, k=2),
     }[backend]
     pool = graphs.make_readout("ea", SIZE, widths=(16, 8, 4), solver=solver, key=getkey())

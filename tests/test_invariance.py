@@ -1,56 +1,55 @@
-"""Every energy × backend is invariant to permutations and to masked padding rows."""
+"""Every energy × backend is invariant to permutations and to masked padding rows, for
+drawn values (ties, duplicates, scales from 1e-3 to 1e3)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given
 
 import eqx_agg
+import solvers
 
-from .helpers import (
-    BACKENDS,
-    ENERGIES,
-    MAX_SET,
-    make_backend,
-    make_energy,
-    padded_set,
-    stable_lr,
-)
+from .helpers import ANALYTIC, MAX_SET, make_energy, masked, set_values
 
-sets = st.tuples(st.integers(0, MAX_SET), st.sampled_from([2, 5]), st.integers(0, 10**6))
+NEURAL_SOLVERS = {
+    "unrolled": lambda: solvers.Unrolled(steps=20),
+    "implicit": lambda: solvers.Implicit(steps=2000, lr=0.5, throw=False),
+    "truncated": lambda: solvers.Truncated(steps=20, k=5),
+}
+CASES = [(name, "default") for name in ANALYTIC] + [("neural", b) for b in NEURAL_SOLVERS]
 
 
-def _layer(energy_name, backend_name, d, seed):
-    energy = make_energy(energy_name, d, jax.random.PRNGKey(seed))
-    return eqx_agg.EquilibriumAggregation(
-        energy, make_backend(backend_name, 20, lr=stable_lr(energy_name))
-    )
+def _layer(energy_name, backend, d):
+    energy = make_energy(energy_name, d, jax.random.key(0))
+    solver = None if backend == "default" else NEURAL_SOLVERS[backend]()
+    return eqx_agg.EquilibriumAggregation(energy, solver)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("energy", ENERGIES)
-@settings(max_examples=3)
-@given(shape=sets)
-def test_permutation_invariance(energy, backend, shape):
-    n, d, seed = shape
-    layer = _layer(energy, backend, d, seed)
-    x, mask = padded_set(seed, n, d)
-    perm = np.random.default_rng(seed).permutation(MAX_SET)
-    np.testing.assert_allclose(layer(x, mask), layer(x[perm], mask[perm]), rtol=1e-9, atol=1e-10)
+def _close(a, b, x):
+    """Equal up to rounding relative to the data's magnitude."""
+    scale = np.max(np.abs(x), initial=0.0) + 1
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-7, atol=1e-9 * scale)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("energy", ENERGIES)
-@settings(max_examples=3)
-@given(shape=sets)
-def test_padding_invariance(energy, backend, shape):
+@pytest.mark.parametrize("energy, backend", CASES)
+@given(drawn=set_values(d=2, min_size=0))
+def test_permutation_invariance(energy, backend, drawn):
+    x, n = drawn
+    layer = _layer(energy, backend, 2)
+    x, mask = masked(x, n)
+    perm = np.random.default_rng(n).permutation(MAX_SET)
+    _close(layer(x, mask), layer(x[perm], mask[perm]), x[:n])
+
+
+@pytest.mark.parametrize("energy, backend", CASES)
+@given(drawn=set_values(d=2, min_size=0))
+def test_padding_invariance(energy, backend, drawn):
     """More padding rows, holding NaN, inf and huge values, change nothing."""
-    n, d, seed = shape
-    layer = _layer(energy, backend, d, seed)
-    x, mask = padded_set(seed, n, d)
-    garbage = jnp.tile(jnp.array([jnp.nan, jnp.inf, -1e30]), MAX_SET)[:, None] * jnp.ones(d)
+    x, n = drawn
+    layer = _layer(energy, backend, 2)
+    x, mask = masked(x, n)
+    garbage = jnp.tile(jnp.array([jnp.nan, jnp.inf, -1e30]), MAX_SET)[:, None] * jnp.ones(2)
     more_x = jnp.concatenate([x, garbage])
     more_mask = jnp.concatenate([mask, jnp.zeros(3 * MAX_SET, bool)])
-    np.testing.assert_allclose(layer(x, mask), layer(more_x, more_mask), rtol=1e-9, atol=1e-10)
+    _close(layer(x, mask), layer(more_x, more_mask), x[:n])

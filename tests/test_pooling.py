@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import eqx_agg
@@ -58,7 +58,6 @@ sizes = st.tuples(st.sampled_from([1, 7, MAX_SET]), st.sampled_from([1, 3]), st.
 
 
 @pytest.mark.parametrize("name", NAMES)
-@settings(max_examples=4)
 @given(size=sizes)
 def test_matches_numpy(name, size):
     n, d, seed = size
@@ -70,7 +69,6 @@ def test_matches_numpy(name, size):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@settings(max_examples=4)
 @given(size=sizes, padding=st.integers(1, 5))
 def test_permutation_and_padding_invariance(name, size, padding):
     n, d, seed = size
@@ -124,7 +122,7 @@ def test_gradients_are_finite_and_batchable(name, getkey):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_bad_shapes_raise(name, getkey):
+def test_bad_shapes_raise(name, getkey, without_runtime_checks):
     pool = make_pooling(name, 2, getkey())
     x = random_set(0, 4, 2)
     with pytest.raises(ValueError, match=r"shape \[n, d\]"):

@@ -22,6 +22,7 @@ def available() -> str | None:
 def time_pyg(
     batch: int,
     set_size: int,
+    in_size: int,
     out_size: int,
     widths: tuple[int, ...],
     readout_widths: tuple[int, ...],
@@ -32,8 +33,9 @@ def time_pyg(
 ) -> dict[str, Any]:
     """Median wall time of PyG's forward+backward at our sizes.
 
-    `batch` sets of `set_size` scalars in one `index`-batched call of
-    `torch_geometric.nn.aggr.EquilibriumAggregation(1, out_size, list(widths), grad_iter=steps)`
+    `batch` sets of `set_size` elements of `in_size` features in one `index`-batched call of
+    `torch_geometric.nn.aggr.EquilibriumAggregation(in_size, out_size, list(widths),
+    grad_iter=steps)`
     (its potential: the same hidden widths, residual + LayerNorm + tanh, scalar output), a
     tanh MLP readout of `readout_widths` to one number and the squared-error loss; one
     warm-up, then the median of `repeats` runs of `loss.backward()`.
@@ -46,13 +48,14 @@ def time_pyg(
 
     torch.manual_seed(seed)
     torch_dtype = getattr(torch, dtype)
-    layer = EquilibriumAggregation(1, out_size, list(widths), grad_iter=steps).to(torch_dtype)
+    layer = EquilibriumAggregation(in_size, out_size, list(widths), grad_iter=steps)
+    layer = layer.to(torch_dtype)
     sizes = [out_size, *readout_widths]
     layers: list[torch.nn.Module] = []
     for a, b in zip(sizes[:-1], sizes[1:], strict=True):
         layers += [torch.nn.Linear(a, b), torch.nn.Tanh()]
     readout = torch.nn.Sequential(*layers, torch.nn.Linear(sizes[-1], 1)).to(torch_dtype)
-    x = torch.rand(batch * set_size, 1, dtype=torch_dtype)
+    x = torch.rand(batch * set_size, in_size, dtype=torch_dtype)
     index = torch.arange(batch).repeat_interleave(set_size)
     labels = torch.rand(batch, dtype=torch_dtype)
 

@@ -1,11 +1,16 @@
 """The abstract energy `E(X, y) = R(y) + Σ_i F(x_i, y)`, masked and optionally scaled."""
 
 import abc
+from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int, Scalar
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree, Scalar
+
+import solvers
+
+from .._segments import segment_counts
 
 SCALE_EPS = 1e-8
 """ε of the scaled energy, eq. 13."""
@@ -20,10 +25,21 @@ class AbstractEnergy(eqx.Module):
     set size `N`. The empty set's energy is `||y||² / 2`, so its argmin is `y0 = 0`, with
     finite gradients under every backend.
 
-    Subclass this (with a `potential`, `regulariser`, `aggregate_size`) to add an energy.
+    Subclass this (with a `potential`, `regulariser`, `aggregate_size`) to add an energy. The
+    other methods are optional hooks for the solver:
+
+    - `prepare` computes, once per solve, what the potential needs of each element (work
+      that does not depend on `y`, or statistics of the element's set), and
+      `prepared_potential` evaluates `F` from it;
+    - `bounds` gives per-set brackets of the minimiser, `separable` says whether `E` is a
+      sum of one term per coordinate of `y`, and `default_solver` is the backend a layer
+      uses when given none.
     """
 
     scaled: eqx.AbstractVar[bool]
+    separable: ClassVar[bool] = False
+    """Whether `E` is a sum of one term per coordinate of `y` (a diagonal Hessian), as the
+    forward method [`solvers.CoordinateNewton`][] needs."""
 
     @abc.abstractmethod
     def potential(self, x_i: Float[Array, " d"], y: Float[Array, " m"]) -> Scalar:
@@ -42,6 +58,37 @@ class AbstractEnergy(eqx.Module):
         """The layer's output from the argmin `y` (the identity, except for `Attention`)."""
         return y
 
+    def default_solver(self) -> solvers.AbstractBackend:
+        """The backend of a layer built without one: the paper's `Unrolled(steps=10)`."""
+        return solvers.Unrolled(steps=10)
+
+    def prepare(
+        self,
+        x: Float[Array, "n d"],
+        segment_ids: Int[Array, " n"],
+        num_segments: int,
+        mask: Bool[Array, " n"],
+    ) -> PyTree:
+        """What `prepared_potential` needs of each element, computed once per solve: a pytree
+        whose leaves have leading axis `n` (default: `x` itself). Masked rows of `x` are 0."""
+        del segment_ids, num_segments, mask
+        return x
+
+    def prepared_potential(self, element: PyTree, y: Float[Array, " m"]) -> Scalar:
+        """`F` of one element from its part of `prepare`'s output (default: `potential`)."""
+        return self.potential(element, y)
+
+    def bounds(
+        self,
+        x: Float[Array, "n d"],
+        segment_ids: Int[Array, " n"],
+        num_segments: int,
+        mask: Bool[Array, " n"],
+    ) -> tuple[Float[Array, "s m"], Float[Array, "s m"]] | None:
+        """Per-set `(lower, upper)` bounds known to contain the argmin, or None (default)."""
+        del x, segment_ids, num_segments, mask
+        return None
+
     def segment_energies(
         self,
         x: Float[Array, "n d"],
@@ -51,11 +98,22 @@ class AbstractEnergy(eqx.Module):
     ) -> Float[Array, " s"]:
         """Energies of `s` sets stored together: element `i` belongs to set `segment_ids[i]`
         and counts only where `mask[i]`. Returns one energy per set, `[s]`."""
-        num_segments = y.shape[0]
         x = jnp.where(mask[:, None], x, 0)
-        potentials = jax.vmap(self.potential)(x, y[segment_ids])
+        elements = self.prepare(x, segment_ids, y.shape[0], mask)
+        return self.prepared_energies(elements, y, segment_ids, mask)
+
+    def prepared_energies(
+        self,
+        elements: PyTree,
+        y: Float[Array, "s m"],
+        segment_ids: Int[Array, " n"],
+        mask: Bool[Array, " n"],
+    ) -> Float[Array, " s"]:
+        """`segment_energies` from the output of `prepare` (what the solver evaluates)."""
+        num_segments = y.shape[0]
+        potentials = jax.vmap(self.prepared_potential)(elements, y[segment_ids])
         potentials = jnp.where(mask, potentials, 0)
-        counts = jax.ops.segment_sum(mask.astype(y.dtype), segment_ids, num_segments)
+        counts = segment_counts(segment_ids, num_segments, mask, y.dtype)
         total = jax.vmap(self.regulariser)(y) + jax.ops.segment_sum(
             potentials, segment_ids, num_segments
         )
@@ -65,12 +123,12 @@ class AbstractEnergy(eqx.Module):
 
     def __call__(
         self,
-        x: Float[Array, "n d"],
-        y: Float[Array, " m"],
-        mask: Bool[Array, " n"] | None = None,
+        x: Float[ArrayLike, "n d"],
+        y: Float[ArrayLike, " m"],
+        mask: Bool[ArrayLike, " n"] | None = None,
     ) -> Scalar:
         """The total energy `E(X, y)` of one set; rows where `mask` is False are ignored."""
-        if mask is None:
-            mask = jnp.ones(x.shape[0], bool)
+        x, y = jnp.asarray(x), jnp.asarray(y)
+        mask = jnp.ones(x.shape[0], bool) if mask is None else jnp.asarray(mask)
         segment_ids = jnp.zeros(x.shape[0], jnp.int32)
         return self.segment_energies(x, y[None], segment_ids, mask)[0]

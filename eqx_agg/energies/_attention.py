@@ -3,9 +3,13 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray, Scalar
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, Scalar
 
+import solvers
+
+from .._segments import segment_masked_max
 from ._abstract import AbstractEnergy
+from ._analytic import analytic_solver
 
 
 class Attention(AbstractEnergy):
@@ -20,12 +24,17 @@ class Attention(AbstractEnergy):
         argmin of `||w x - y_r||²`, not of the potential it writes. Both give the same
         aggregate; we keep the written potential, whose `y_r` is already normalised.
 
+        Within a set the layer uses `w_i = exp(hᵀx_i - max_j hᵀx_j)` (as a softmax does),
+        so no weight overflows at any data scale. This leaves `y_r` unchanged and scales
+        `y_s`; `potential`, which sees one element, uses the unshifted weight.
+
     **Arguments:** `in_size`: element size `d`; `query_scale`: std of the initial query;
-    `key`: a `jax.random` key.
+    `scaled`: use the scaled energy of eq. 13; `key`: a `jax.random` key.
     """
 
     query: Float[Array, " d"]
     scaled: bool = eqx.field(static=True)
+    separable = True
 
     def __init__(
         self, in_size: int, query_scale: float = 0.1, scaled: bool = True, *, key: PRNGKeyArray
@@ -41,8 +50,26 @@ class Attention(AbstractEnergy):
             )
         return in_size + 1
 
+    def default_solver(self) -> solvers.AbstractBackend:
+        return analytic_solver()
+
+    def prepare(
+        self,
+        x: Float[Array, "n d"],
+        segment_ids: Int[Array, " n"],
+        num_segments: int,
+        mask: Bool[Array, " n"],
+    ) -> tuple[Float[Array, "n d"], Float[Array, " n"]]:
+        """Each element with its weight, shifted by its set's largest logit."""
+        logits = x @ self.query
+        shift = segment_masked_max(logits[:, None], segment_ids, num_segments, mask)[:, 0]
+        return x, jnp.exp(jnp.where(mask, logits - shift[segment_ids], -jnp.inf))
+
     def potential(self, x_i: Float[Array, " d"], y: Float[Array, " m"]) -> Scalar:
-        weight = jnp.exp(jnp.dot(self.query, x_i))
+        return self.prepared_potential((x_i, jnp.exp(jnp.dot(self.query, x_i))), y)
+
+    def prepared_potential(self, element, y: Float[Array, " m"]) -> Scalar:
+        x_i, weight = element
         y_r, y_s = y[:-1], y[-1]
         return weight * jnp.sum((x_i - y_r) ** 2) + (y_s - weight) ** 2
 

@@ -3,11 +3,10 @@
 import abc
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
-from .._checks import check_mask, check_segments, check_set
+from .._checks import check_mask, check_segment_range, check_segments, check_set
 
 
 class AbstractPooling(eqx.Module):
@@ -38,58 +37,29 @@ class AbstractPooling(eqx.Module):
         """Pool checked inputs; `mask` is always given."""
 
     def __call__(
-        self, x: Float[Array, "..."], mask: Bool[Array, "..."] | None = None
+        self, x: Float[ArrayLike, "n d"], mask: Bool[ArrayLike, " n"] | None = None
     ) -> Float[Array, " m"]:
         """Pool one set: `x: [n, d]`, `mask: [n]` → `[m]`."""
+        x = jnp.asarray(x)
         n = check_set(x)
         return self.segments(x, jnp.zeros(n, jnp.int32), 1, mask)[0]
 
     def segments(
         self,
-        x: Float[Array, "..."],
-        segment_ids: Int[Array, "..."],
+        x: Float[ArrayLike, "n d"],
+        segment_ids: Int[ArrayLike, " n"],
         num_segments: int,
-        mask: Bool[Array, "..."] | None = None,
+        mask: Bool[ArrayLike, " n"] | None = None,
     ) -> Float[Array, "s m"]:
         """Pool many sets stored together: element `i` belongs to set `segment_ids[i]`.
 
-        `x: [n, d]`, `segment_ids: [n]` ints in `[0, num_segments)`, `mask: [n]` →
-        `[num_segments, m]`.
+        `x: [n, d]`, `segment_ids: [n]` ints in `[0, num_segments)` (others raise),
+        `mask: [n]` → `[num_segments, m]`.
         """
+        x = jnp.asarray(x)
         check_set(x)
         check_segments(segment_ids, num_segments, x)
         mask = check_mask(mask, x)
+        segment_ids = check_segment_range(jnp.asarray(segment_ids), num_segments, mask)
         self.output_size(x.shape[1])
         return self._segments(x, segment_ids, num_segments, mask)
-
-
-def segment_counts(
-    segment_ids: Int[Array, " n"], num_segments: int, mask: Bool[Array, " n"], dtype
-) -> Float[Array, " s"]:
-    """Number of unmasked elements in each set."""
-    return jax.ops.segment_sum(mask.astype(dtype), segment_ids, num_segments)
-
-
-def segment_masked_sum(
-    x: Float[Array, "n d"], segment_ids: Int[Array, " n"], num_segments: int, mask
-) -> Float[Array, "s d"]:
-    """Sum of the unmasked rows of each set."""
-    return jax.ops.segment_sum(jnp.where(mask[:, None], x, 0), segment_ids, num_segments)
-
-
-def segment_masked_mean(
-    x: Float[Array, "n d"], segment_ids: Int[Array, " n"], num_segments: int, mask
-) -> Float[Array, "s d"]:
-    """Mean of the unmasked rows of each set (zeros for an empty set)."""
-    counts = segment_counts(segment_ids, num_segments, mask, x.dtype)
-    total = segment_masked_sum(x, segment_ids, num_segments, mask)
-    return total / jnp.maximum(counts, 1)[:, None]
-
-
-def segment_masked_max(
-    x: Float[Array, "n d"], segment_ids: Int[Array, " n"], num_segments: int, mask
-) -> Float[Array, "s d"]:
-    """Coordinate-wise max of the unmasked rows of each set (zeros for an empty set)."""
-    counts = segment_counts(segment_ids, num_segments, mask, x.dtype)
-    top = jax.ops.segment_max(jnp.where(mask[:, None], x, -jnp.inf), segment_ids, num_segments)
-    return jnp.where(counts[:, None] > 0, top, 0)

@@ -5,7 +5,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from ._abstract import AbstractPooling, segment_counts
+from .._segments import segment_counts
+from ._abstract import AbstractPooling
 
 
 class MultiHeadAttention(AbstractPooling):

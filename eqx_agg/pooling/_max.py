@@ -2,7 +2,8 @@
 
 from jaxtyping import Array, Bool, Float, Int
 
-from ._abstract import AbstractPooling, segment_masked_max
+from .._segments import segment_masked_max
+from ._abstract import AbstractPooling
 
 
 class Max(AbstractPooling):

@@ -5,12 +5,13 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
-from ._abstract import (
-    AbstractPooling,
+from .._segments import (
     segment_counts,
     segment_masked_max,
     segment_masked_mean,
+    segment_masked_min,
 )
+from ._abstract import AbstractPooling
 
 
 class PNA(AbstractPooling):
@@ -54,7 +55,7 @@ class PNA(AbstractPooling):
         square = segment_masked_mean(x**2, segment_ids, num_segments, mask)
         std = jnp.sqrt(jax.nn.relu(square - mean**2) + self.eps)
         top = segment_masked_max(x, segment_ids, num_segments, mask)
-        bottom = -segment_masked_max(-x, segment_ids, num_segments, mask)
+        bottom = segment_masked_min(x, segment_ids, num_segments, mask)
         aggregates = jnp.concatenate([mean, top, bottom, std], axis=-1)
         log_n = jnp.log(jnp.where(counts > 0, counts, 1) + 1)[:, None]  # finite when empty
         scaled = jnp.concatenate(

@@ -2,7 +2,8 @@
 
 from jaxtyping import Array, Bool, Float, Int
 
-from ._abstract import AbstractPooling, segment_masked_sum
+from .._segments import segment_masked_sum
+from ._abstract import AbstractPooling
 
 
 class Sum(AbstractPooling):
