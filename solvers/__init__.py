@@ -1,8 +1,9 @@
 """Forward methods and differentiation backends for optimisation-defined layers.
 
 A backend (`Unrolled`, `Implicit`, `Truncated`) decides how gradients pass through the inner
-argmin; a forward method (`Nesterov`, `CoordinateNewton`) decides how the argmin is found. Any
-method composes with any backend.
+argmin; a forward method (`Nesterov`, `CoordinateNewton` for energies, `Sinkhorn` for
+entropic transport problems) decides how the argmin is found. Any method composes with any
+backend.
 """
 
 from ._backend import AbstractBackend as AbstractBackend
@@ -14,6 +15,9 @@ from ._nesterov import Nesterov as Nesterov
 from ._nesterov import inverse_softplus as inverse_softplus
 from ._nesterov import max_stable_lr as max_stable_lr
 from ._newton import CoordinateNewton as CoordinateNewton
+from ._sinkhorn import EntropicOT as EntropicOT
+from ._sinkhorn import Sinkhorn as Sinkhorn
+from ._sinkhorn import dual_energy as dual_energy
 from ._solution import Solution as Solution
 from ._solution import Stats as Stats
 from ._truncated import Truncated as Truncated

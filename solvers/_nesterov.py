@@ -21,8 +21,9 @@ DEFAULT_TOLERANCE = {"float32": 1e-4, "float64": 1e-8}
 
 
 def inverse_softplus(x: float) -> float:
-    """`log(exp(x) - 1)`; Listing 2 prints `log(exp(x) + 1)`, a typo."""
-    return float(np.log(np.expm1(x)))
+    """`log(exp(x) - 1)`; Listing 2 prints `log(exp(x) + 1)`, a typo. Written as
+    `x + log(1 - exp(-x))`, which does not overflow for large `x`."""
+    return float(x + np.log(-np.expm1(-x)))
 
 
 def max_stable_lr(curvature: float, momentum: float = 0.9) -> float:

@@ -8,7 +8,14 @@ import jax
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["README.md", "docs/getting-started.md", "docs/extending.md", "docs/pooling.md"]
+PAGES = [
+    "README.md",
+    "docs/getting-started.md",
+    "docs/extending.md",
+    "docs/pooling.md",
+    "docs/otke.md",
+    "docs/rotp.md",
+]
 
 
 @pytest.fixture
