@@ -1,32 +1,33 @@
-"""`python -m benchmarks <suite> [flags]`: run one benchmark suite (`--help` per suite)."""
+"""`python -m benchmarks <command> [flags]`: run a backend suite or one of the paper's tasks
+(`python -m benchmarks <command> --help` for its flags and their defaults)."""
 
 import importlib
 import sys
 
-SUITES = {
+COMMANDS = {
     # name: (module, description)
-    "default": ("benchmarks.default", "what `make bench` runs: every backend suite, default sizes"),
-    "accuracy": ("benchmarks.accuracy", "gradient error of each backend vs a float64 reference"),
-    "memory": ("benchmarks.memory", "compiled forward+backward bytes of each backend vs T"),
-    "timing": ("benchmarks.timing", "forward+backward time vs T, sum/attention pooling, PyG"),
-    "convergence": ("benchmarks.convergence", "inner-loop max|grad| and energy per step"),
-    "select": ("benchmarks.select", "recommend a backend (backend, T, k) for the default model"),
-    "median": ("benchmarks.median", "paper 5.1: median of 100 numbers, MSE vs D, Sum/attn/EA"),
-    "counting": ("benchmarks.counting", "paper 5.2: count classes in 16 images, Sum/attn/EA"),
-    "molecules": ("benchmarks.molecules", "paper 5.3/Table 2: GCN/GIN readouts on molecules"),
+    "default": ("benchmarks.default", "what `make bench` runs: every backend suite"),
+    "accuracy": ("benchmarks.backends.accuracy", "gradient error of each backend vs T"),
+    "memory": ("benchmarks.backends.memory", "compiled memory of each backend vs T"),
+    "timing": ("benchmarks.backends.timing", "time of each backend vs T, and of the baselines"),
+    "convergence": ("benchmarks.backends.convergence", "inner-loop residual and energy per step"),
+    "select": ("benchmarks.backends.select", "the recommended backend, T, k for the median model"),
+    "median": ("benchmarks.tasks.median", "paper 5.1: the median of 100 numbers, MSE vs D"),
+    "counting": ("benchmarks.tasks.counting", "paper 5.2: count the classes in 16 images"),
+    "molecules": ("benchmarks.tasks.molecules", "paper 5.3 / Table 2: GCN and GIN readouts"),
 }
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in SUITES:
-        print("usage: python -m benchmarks <suite> [--help | flags]\n\nsuites:")
-        for name, (_, description) in SUITES.items():
+    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in COMMANDS:
+        print("usage: python -m benchmarks <command> [--help | flags]\n\ncommands:")
+        for name, (_, description) in COMMANDS.items():
             print(f"  {name:<12} {description}")
         if argv and argv[0] not in {"-h", "--help"}:
-            sys.exit(f"\nunknown suite {argv[0]!r}")
+            sys.exit(f"\nunknown command {argv[0]!r}")
         return
-    module = importlib.import_module(SUITES[argv[0]][0])
+    module = importlib.import_module(COMMANDS[argv[0]][0])
     module.main(argv[1:])
 
 

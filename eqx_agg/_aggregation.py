@@ -7,11 +7,12 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 import solvers
 
+from ._abstract import AbstractSolvedAggregation
 from ._checks import check_mask, check_segment_range, check_segments, check_set
 from .energies import AbstractEnergy
 
 
-class EquilibriumAggregation(eqx.Module):
+class EquilibriumAggregation(AbstractSolvedAggregation):
     """Pool a set into the minimiser of an energy (Bartunov et al., 2022, eq. 3).
 
     `y*(X) = argmin_y R(y) + Σ_i F(x_i, y)`, found by the solver's forward method (Nesterov
@@ -28,7 +29,9 @@ class EquilibriumAggregation(eqx.Module):
 
     Shapes: `x: [n, d]`, `mask: [n]` (False rows are ignored), output `[k]` where `k` is
     the energy's aggregate size (its readout's size for `Attention`). A batch of sets is
-    `jax.vmap(layer)`; many sets stored together (graph readout) is `layer.segments`.
+    `jax.vmap(layer)`; many sets stored together (graph readout) is `layer.segments`. As
+    every [`eqx_agg.AbstractAggregation`][], `layer.aggregate(x, mask)` also returns the
+    auxiliary loss of eq. 5.
     """
 
     energy: AbstractEnergy
@@ -44,35 +47,9 @@ class EquilibriumAggregation(eqx.Module):
         self.energy = energy
         self.solver = solver
 
-    def __call__(
-        self, x: Float[ArrayLike, "n d"], mask: Bool[ArrayLike, " n"] | None = None
-    ) -> Float[Array, " k"]:
-        """The aggregate of one set: `x: [n, d]`, `mask: [n]` → `[k]`."""
-        return self.solve(x, mask).value
-
-    def solve(
-        self, x: Float[ArrayLike, "n d"], mask: Bool[ArrayLike, " n"] | None = None
-    ) -> solvers.Solution:
-        """Like `__call__`, returning a [`solvers.Solution`][] whose stats are scalars."""
-        x = jnp.asarray(x)
-        n = _check_elements(x, self.energy)
-        sol = self.solve_segments(x, jnp.zeros(n, jnp.int32), 1, mask)
-        return jax.tree_util.tree_map(lambda a: a[0], sol)
-
-    def segments(
-        self,
-        x: Float[ArrayLike, "n d"],
-        segment_ids: Int[ArrayLike, " n"],
-        num_segments: int,
-        mask: Bool[ArrayLike, " n"] | None = None,
-    ) -> Float[Array, "s k"]:
-        """Aggregate many sets stored together: element `i` belongs to set `segment_ids[i]`.
-
-        All sets are solved in one iteration (each stops at its own tolerance), gradients stay
-        per set. `x: [n, d]`, `segment_ids: [n]` ints in `[0, num_segments)` (others raise),
-        `mask: [n]` → `[num_segments, k]`; an empty set gives the aggregate of `y0 = 0`.
-        """
-        return self.solve_segments(x, segment_ids, num_segments, mask).value
+    def output_size(self, in_size: int) -> int:
+        m = self.energy.aggregate_size(in_size)
+        return jax.eval_shape(self.energy.readout, jnp.zeros(m)).shape[0]
 
     @eqx.filter_jit
     def solve_segments(
@@ -82,7 +59,10 @@ class EquilibriumAggregation(eqx.Module):
         num_segments: int,
         mask: Bool[ArrayLike, " n"] | None = None,
     ) -> solvers.Solution:
-        """Like `segments`, returning a [`solvers.Solution`][] with per-set stats `[s]`."""
+        """Aggregate many sets stored together (element `i` in set `segment_ids[i]`, ints in
+        `[0, num_segments)`), all solved in one iteration, each stopping at its own tolerance,
+        gradients per set: a [`solvers.Solution`][] with `value: [s, k]` and per-set stats
+        `[s]`. An empty set gives the readout of `y0 = 0`."""
         x = jnp.asarray(x)
         _check_elements(x, self.energy)
         check_segments(segment_ids, num_segments, x)

@@ -10,10 +10,11 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 import solvers
 
 from . import _transport
+from ._abstract import AbstractSolvedAggregation
 from ._checks import check_mask, check_segment_range, check_segments, check_set
 
 
-class OTKE(eqx.Module):
+class OTKE(AbstractSolvedAggregation):
     """Pool a set by its entropic transport plan onto a trainable reference (Mialon et al.).
 
     For each head `h`, the plan `P` between the set's elements (row mass `p / n` each, `n`
@@ -83,36 +84,11 @@ class OTKE(eqx.Module):
         self.sigma = sigma
         self.solver = solver
 
-    @property
-    def output_size(self) -> int:
+    def output_size(self, in_size: int) -> int:
+        d = self.reference.shape[-1]
+        if in_size != d:
+            raise ValueError(f"OTKE was built for elements of size {d}, got size {in_size}")
         return self.reference.size
-
-    def __call__(
-        self, x: Float[ArrayLike, "n d"], mask: Bool[ArrayLike, " n"] | None = None
-    ) -> Float[Array, " k"]:
-        """The embedding of one set: `x: [n, d]`, `mask: [n]` → `[heads · p · d]`."""
-        return self.solve(x, mask).value
-
-    def solve(
-        self, x: Float[ArrayLike, "n d"], mask: Bool[ArrayLike, " n"] | None = None
-    ) -> solvers.Solution:
-        """Like `__call__`, with the solve's stats (worst over heads): `grad_max_norm` is the
-        largest marginal violation."""
-        x = jnp.asarray(x)
-        n = check_set(x)
-        sol = self.solve_segments(x, jnp.zeros(n, jnp.int32), 1, mask)
-        return jax.tree_util.tree_map(lambda a: a[0], sol)
-
-    def segments(
-        self,
-        x: Float[ArrayLike, "n d"],
-        segment_ids: Int[ArrayLike, " n"],
-        num_segments: int,
-        mask: Bool[ArrayLike, " n"] | None = None,
-    ) -> Float[Array, "s k"]:
-        """Embed many sets stored together (element `i` in set `segment_ids[i]`) →
-        `[num_segments, heads · p · d]`."""
-        return self.solve_segments(x, segment_ids, num_segments, mask).value
 
     @eqx.filter_jit
     def solve_segments(
@@ -128,9 +104,8 @@ class OTKE(eqx.Module):
         check_segments(segment_ids, num_segments, x)
         mask = check_mask(mask, x)
         segment_ids = check_segment_range(jnp.asarray(segment_ids), num_segments, mask)
-        heads, p, d = self.reference.shape
-        if x.shape[1] != d:
-            raise ValueError(f"OTKE was built for elements of size {d}, got size {x.shape[1]}")
+        heads, p, _ = self.reference.shape
+        self.output_size(x.shape[1])
         if self.solver.throw:
             x = eqx.error_if(
                 x,

@@ -10,12 +10,13 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 import solvers
 
 from . import _transport
+from ._abstract import AbstractSolvedAggregation
 from ._checks import check_mask, check_segment_range, check_segments, check_set
 
 PRIORS = ("uniform", "attention")
 
 
-class ROTP(eqx.Module):
+class ROTP(AbstractSolvedAggregation):
     """Pool a set through the plan of a regularised transport between its elements and its
     feature dimensions (Xu and Cheng, "Regularized Optimal Transport Layers for Generalized
     Global Pooling Operations").
@@ -91,37 +92,17 @@ class ROTP(eqx.Module):
         self.in_size = in_size
         self.solver = solver
 
+    def output_size(self, in_size: int) -> int:
+        if in_size != self.in_size:
+            raise ValueError(
+                f"ROTP was built for elements of size {self.in_size}, got size {in_size}"
+            )
+        return in_size
+
     @property
     def a(self) -> Float[Array, "3"]:
         """`(a1, a2, a3)`."""
         return jax.nn.softplus(self.raw_a)
-
-    def __call__(
-        self, x: Float[ArrayLike, "n d"], mask: Bool[ArrayLike, " n"] | None = None
-    ) -> Float[Array, " d"]:
-        """The pooled vector of one set: `x: [n, d]`, `mask: [n]` → `[d]`."""
-        return self.solve(x, mask).value
-
-    def solve(
-        self, x: Float[ArrayLike, "n d"], mask: Bool[ArrayLike, " n"] | None = None
-    ) -> solvers.Solution:
-        """Like `__call__`, with the solve's stats (`grad_max_norm`: the largest marginal
-        violation of the optimality conditions)."""
-        x = jnp.asarray(x)
-        n = check_set(x)
-        sol = self.solve_segments(x, jnp.zeros(n, jnp.int32), 1, mask)
-        return jax.tree_util.tree_map(lambda a: a[0], sol)
-
-    def segments(
-        self,
-        x: Float[ArrayLike, "n d"],
-        segment_ids: Int[ArrayLike, " n"],
-        num_segments: int,
-        mask: Bool[ArrayLike, " n"] | None = None,
-    ) -> Float[Array, "s d"]:
-        """Pool many sets stored together (element `i` in set `segment_ids[i]`) →
-        `[num_segments, d]`."""
-        return self.solve_segments(x, segment_ids, num_segments, mask).value
 
     @eqx.filter_jit
     def solve_segments(
@@ -137,9 +118,7 @@ class ROTP(eqx.Module):
         check_segments(segment_ids, num_segments, x)
         mask = check_mask(mask, x)
         segment_ids = check_segment_range(jnp.asarray(segment_ids), num_segments, mask)
-        d = x.shape[1]
-        if d != self.in_size:
-            raise ValueError(f"ROTP was built for elements of size {self.in_size}, got size {d}")
+        d = self.output_size(x.shape[1])
         if self.solver.throw:
             x = eqx.error_if(
                 x,

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import eqx_agg
-import solvers
+from benchmarks.shared.factories import BACKENDS as BACKENDS
+from benchmarks.shared.factories import make_backend as make_backend
 
 MAX_SET = 30
 """Sets drawn by hypothesis are padded to this many rows, so jit compiles once per shape."""
@@ -28,16 +29,6 @@ def make_energy(name: str, d: int, key):
 
 
 ANALYTIC = ["mean", "sum", "median", "max", "attention"]
-BACKENDS = ["unrolled", "implicit", "truncated"]
-
-
-def make_backend(name: str, steps: int, **kwargs):
-    """Backend `name` with `steps` steps (Truncated tapes a quarter of them)."""
-    return {
-        "unrolled": lambda: solvers.Unrolled(steps=steps, **kwargs),
-        "implicit": lambda: solvers.Implicit(steps=steps, **kwargs),
-        "truncated": lambda: solvers.Truncated(steps=steps, k=max(1, steps // 4), **kwargs),
-    }[name]()
 
 
 def neural_layer(solver, d: int = 3, seed: int = 0):

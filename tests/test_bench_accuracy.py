@@ -1,12 +1,16 @@
-"""The gradient-accuracy suite in quick mode: schema and the issue's sanity checks."""
+"""The gradient-accuracy suite in quick mode: the reference, and what each backend's
+gradient must be."""
 
 import json
 
 import numpy as np
 
-from benchmarks import accuracy
+from benchmarks.backends import accuracy
 
-ARGS = ["--quick", "--quiet", "--steps", "2", "--sweep-steps", "2", "--ks", "1", "2"]
+# Seed 1: with seed 0 the quick model's tiny potential has two minima whose basins meet
+# within 1e-7 of its parameters, so finite differences there jump between them.
+ARGS = ["--quick", "--quiet", "--inner-steps", "2", "--k-sweep-steps", "2"]
+ARGS += ["--truncate-ks", "1", "2", "--seed", "1"]
 
 
 def test_accuracy_quick(tmp_path):

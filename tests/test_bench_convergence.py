@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import solvers
-from benchmarks import convergence, problem
+from benchmarks.backends import convergence, problem
 
 
 def test_convergence_quick(tmp_path):
@@ -25,7 +25,7 @@ def test_convergence_quick(tmp_path):
     # The first step evaluates the gradient at y0 = 0: recompute it from the energy itself.
     args = problem.apply_quick(convergence._parser(), ["--quick"], **convergence.QUICK)
     model, x, _ = problem.problem_from_args(args, solvers.Unrolled(args.steps, throw=False))
-    energy = model.layer.energy
+    energy = model.pool.energy
     y0 = jnp.zeros(energy.out_size, x.dtype)
     first = [float(jnp.max(jnp.abs(jax.grad(lambda y, xi=xi: energy(xi, y))(y0)))) for xi in x]
     untrained = payload["histories"]["untrained"]

@@ -1,4 +1,5 @@
-"""Backend selection: the recommendation follows the measured probes."""
+"""Backend selection (`eqx_agg.recommend_backend`): the recommendation follows the measured
+probes, and `python -m benchmarks select` reports it."""
 
 import json
 
@@ -8,16 +9,17 @@ import pytest
 
 import eqx_agg
 import solvers
-from benchmarks import select
+from benchmarks.backends import select
 
 
 def test_recommends_implicit_when_converged(getkey):
     solver = solvers.Unrolled(steps=10, lr=0.25, momentum=0.3, gtol=1e-6)
     layer = eqx_agg.EquilibriumAggregation(eqx_agg.energies.Mean(), solver)
     x = jax.random.normal(getkey(), (3, 6, 2))
-    rec = select.recommend_backend(layer, x, steps=(40, 60), tol=1e-4, repeats=1)
+    rec = eqx_agg.recommend_backend(layer, x, steps=(40, 60), tol=1e-4, repeats=1)
     assert (rec.backend, rec.steps, rec.k) == ("implicit", 40, None)
-    assert rec.reasons[0].startswith("forward converged at T=40")
+    assert rec.reasons[0].startswith("the forward converged at T=40")
+    assert isinstance(rec.solver, solvers.Implicit) and rec.solver.steps == 40
     assert {(m["backend"], m["T"]) for m in rec.measurements} == {
         ("unrolled", 40), ("implicit", 40), ("unrolled", 60), ("implicit", 60)
     }  # fmt: skip
@@ -30,17 +32,18 @@ def test_recommends_unrolled_when_not_converged(tmp_path):
     payload = json.loads((tmp_path / "results.json").read_text())
     rec = payload["recommendation"]
     assert rec["backend"] == "unrolled" and rec["k"] is None
-    assert rec["reasons"][0].startswith("forward not converged")
+    assert rec["reasons"][0].startswith("the forward did not converge")
     residual = {(r["backend"], r["T"]): r["residual"] for r in payload["records"]}
     assert min(residual.values()) >= 1e-3
     # The second reason compares two different T (never a T with itself).
     second = rec["reasons"][1]
-    assert f"Unrolled(T={rec['steps']}) gradient agrees with Unrolled(T={rec['steps']})" not in (
+    assert f"Unrolled(T={rec['steps']})'s gradient agrees with Unrolled(T={rec['steps']})" not in (
         second
     )
+    assert "--" not in " ".join(rec["reasons"])  # reasons name the function's arguments
 
 
-def test_bad_batch_shape():
+def test_bad_batch_shape(without_runtime_checks):
     layer = eqx_agg.EquilibriumAggregation(eqx_agg.energies.Mean())
     with pytest.raises(ValueError, match=r"\[b, n, d\]"):
-        select.recommend_backend(layer, jnp.zeros((4, 2)))
+        eqx_agg.recommend_backend(layer, jnp.zeros((4, 2)))

@@ -5,12 +5,12 @@ import json
 
 import numpy as np
 
-from benchmarks import timing
-from benchmarks.peers import pyg
+from benchmarks.backends import timing
+from benchmarks.shared.peers import pyg
 
 
 def test_timing_quick(tmp_path):
-    timing.main(["--quick", "--quiet", "--steps", "2", "--out", str(tmp_path)])
+    timing.main(["--quick", "--quiet", "--inner-steps", "2", "--out", str(tmp_path)])
     payload = json.loads((tmp_path / "results.json").read_text())
     assert payload["suite"] == "timing" and (tmp_path / "time_vs_steps.png").exists()
     rows = {(r["model"], r["T"]): r for r in payload["records"]}
@@ -22,9 +22,8 @@ def test_timing_quick(tmp_path):
         assert payload["peer_skipped"] == pyg.available()
     assert set(rows) == expected
     for r in rows.values():
-        assert len(r["repeats_s"]) == 2 and min(r["repeats_s"]) <= r["seconds"] <= max(
-            r["repeats_s"]
-        )
+        assert len(r["repeats_ms"]) == 2
+        assert min(r["repeats_ms"]) <= r["ms"] <= max(r["repeats_ms"])
     for name in ("unrolled", "implicit", "truncated"):
         row = rows[name, 2]
         assert 0 <= row["converged"] <= 1 and row["forward_steps"] <= 2
@@ -39,11 +38,11 @@ def test_timing_quick(tmp_path):
 
 def test_timing_targets():
     records = [
-        {"model": "unrolled", "T": 10, "seconds": 2.0},
-        {"model": "implicit", "T": 10, "seconds": 1.2, "converged": 1.0, "backward_failed": 0},
-        {"model": "unrolled", "T": 20, "seconds": 4.0},
-        {"model": "implicit", "T": 20, "seconds": 3.0, "converged": 0.5, "backward_failed": 0},
-        {"model": "pyg", "T": 10, "seconds": 3.0},
+        {"model": "unrolled", "T": 10, "ms": 2.0},
+        {"model": "implicit", "T": 10, "ms": 1.2, "converged": 1.0, "backward_failed": 0},
+        {"model": "unrolled", "T": 20, "ms": 4.0},
+        {"model": "implicit", "T": 20, "ms": 3.0, "converged": 0.5, "backward_failed": 0},
+        {"model": "pyg", "T": 10, "ms": 3.0},
     ]
     converged, half, peer = timing.targets_of(records)
     assert "<= 0.5x" in converged["target"] and not converged["met"]

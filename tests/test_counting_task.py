@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks import counting
-from benchmarks.data.counting import (
+from benchmarks.shared.data.counting import (
     ImageClasses,
     load_digits,
     load_omniglot,
     sample_counting_sets,
 )
+from benchmarks.tasks import counting
 
 
 def labelled_images(num_classes: int, per_class: int) -> ImageClasses:
@@ -100,9 +100,9 @@ def test_omniglot_loader_explains_bad_directories(tmp_path):
 def test_quick_digits_run_lowers_the_loss(tmp_path):
     counting.main(["--quick", "--steps", "30", "--out", str(tmp_path)])
     payload = json.loads((tmp_path / "results.json").read_text())
-    assert [r["model"] for r in payload["records"]] == ["sum", "attention", "ea"]
+    assert [r["model"] for r in payload["records"]] == ["sum", "attention", "ea", "otke", "rotp"]
     assert (tmp_path / "counting_accuracy.png").stat().st_size > 0
-    for name in ("sum", "attention", "ea"):
+    for name in ("sum", "attention", "ea", "otke", "rotp"):
         lines = (tmp_path / "logs" / f"{name}.jsonl").read_text().splitlines()
         evals = [json.loads(line) for line in lines if '"eval"' in line]
         assert [e["step"] for e in evals] == [0, 10, 20, 30]

@@ -9,8 +9,9 @@ import numpy as np
 import optax
 import pytest
 
-from benchmarks import median, training
-from benchmarks.data.median import median_sets
+from benchmarks.shared import training
+from benchmarks.shared.data.median import median_sets
+from benchmarks.tasks import median
 
 
 def test_generator_labels_are_medians(getkey):
@@ -57,7 +58,7 @@ def _backend_args():
 
 
 def test_quick_suite_trains_and_writes_results(tmp_path):
-    median.main(["--quick", "--models", "sum,ea", "--steps", "20", "--out", str(tmp_path)])
+    median.main(["--quick", "--models", "sum", "ea", "--steps", "20", "--out", str(tmp_path)])
     payload = json.loads((tmp_path / "results.json").read_text())
     records = {r["model"]: r for r in payload["records"]}
     assert set(records) == {"sum", "ea"} and all(r["D"] == 2 for r in records.values())

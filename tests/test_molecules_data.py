@@ -1,10 +1,10 @@
-"""`benchmarks.data.molecules`: featurisation, scaffold split, padded batches, ogb loading
+"""`benchmarks.shared.data.molecules`: featurisation, scaffold split, padded batches, ogb loading
 and evaluation."""
 
 import numpy as np
 import pytest
 
-from benchmarks.data import molecules
+from benchmarks.shared.data import molecules
 from eqx_agg import graphs
 
 

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from benchmarks import molecules
+from benchmarks.tasks import molecules
 
 
 def test_quick_run_trains_and_writes_results(tmp_path):
@@ -22,5 +22,4 @@ def test_quick_run_trains_and_writes_results(tmp_path):
         assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])  # the loss decreases
         assert np.isfinite(record["valid_rmse"]) and np.isfinite(record["test_rmse"])
         assert record["step_ms"] > 0
-    assert records[1]["step_ms"] > records[0]["step_ms"]  # EA's inner loop costs time
     assert (tmp_path / "molecules.png").exists() and (tmp_path / "report.md").exists()

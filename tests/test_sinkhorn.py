@@ -100,7 +100,7 @@ def test_unbalanced_sinkhorn_converges_with_large_penalties(cost):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_every_backend_runs_sinkhorn(backend, cost):
-    solver = make_backend(backend, 300, method=solvers.Sinkhorn())
+    solver = make_backend(backend, 300, k=100, method=solvers.Sinkhorn())
     reference, _ = plans(solvers.Implicit(method=solvers.Sinkhorn()), balanced(cost))
     plan, stats = plans(solver, balanced(cost))
     np.testing.assert_allclose(plan, reference, atol=1e-8)

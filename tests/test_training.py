@@ -18,7 +18,7 @@ import optax
 import pytest
 
 import solvers
-from benchmarks import training
+from benchmarks.shared import training
 
 from .helpers import tree_allclose
 
@@ -147,15 +147,15 @@ def test_flags_build_config_and_backends():
     backend = training.backend_from_args(args)
     assert isinstance(backend, solvers.Unrolled) and backend.steps == 5
     args = parser.parse_args(
-        ["--backend", "implicit,truncated", "--inner-steps", "4,6", "--truncate-k", "3"]
+        ["--backend", "implicit", "truncated", "--inner-steps", "4", "6", "--truncate-k", "3"]
     )
     first, second = training.backend_from_args(args, 0), training.backend_from_args(args, 1)
     assert isinstance(first, solvers.Implicit) and first.steps == 4
     assert isinstance(second, solvers.Truncated) and (second.steps, second.k) == (6, 3)
     with pytest.raises(ValueError, match="names 2 layers, asked for layer 2"):
         training.backend_from_args(args, 2)
-    with pytest.raises(ValueError, match="--backend must be one of"):
-        training.backend_from_args(parser.parse_args(["--backend", "adjoint"]))
+    with pytest.raises(SystemExit):  # argparse: invalid choice 'adjoint'
+        parser.parse_args(["--backend", "adjoint"])
     with pytest.raises(ValueError, match="resume needs a checkpoint_dir"):
         training.TrainConfig(resume=True)
     with pytest.raises(ValueError, match="steps must be at least 1"):
@@ -166,7 +166,7 @@ DATA_PARALLEL = textwrap.dedent(
     """
     import equinox as eqx, jax, numpy as np
     jax.config.update("jax_enable_x64", True)
-    from benchmarks import training
+    from benchmarks.shared import training
     from tests.test_training import regression_problem
 
     assert jax.device_count() == 2, jax.devices()

@@ -15,4 +15,3 @@ from ._padding import padding_masks as padding_masks
 from ._readout import READOUTS as READOUTS
 from ._readout import make_readout as make_readout
 from ._readout import readout as readout
-from ._readout import readout_size as readout_size

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import jraph
 from jaxtyping import Array, Bool, Float, PRNGKeyArray, Scalar
 
-from .._aggregation import EquilibriumAggregation
+from .._abstract import AbstractAggregation
 from ._encoders import BOND_FEATURE_DIMS, FeatureEmbedding
 from ._messages import aggregate_messages
 
@@ -30,10 +30,10 @@ class GCNConv(eqx.Module):
     linear: eqx.nn.Linear
     root: Float[Array, " d"]
     bond_encoder: FeatureEmbedding
-    aggregation: EquilibriumAggregation | None
+    aggregation: AbstractAggregation | None
 
     def __init__(
-        self, size: int, aggregation: EquilibriumAggregation | None = None, *, key: PRNGKeyArray
+        self, size: int, aggregation: AbstractAggregation | None = None, *, key: PRNGKeyArray
     ):
         k1, k2, k3 = jax.random.split(key, 3)
         self.linear = eqx.nn.Linear(size, size, key=k1)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import jraph
 from jaxtyping import Array, Bool, Float, PRNGKeyArray, Scalar
 
-from .._aggregation import EquilibriumAggregation
+from .._abstract import AbstractAggregation
 from ._batch_norm import MaskedBatchNorm
 from ._encoders import BOND_FEATURE_DIMS, FeatureEmbedding
 from ._messages import aggregate_messages
@@ -32,10 +32,10 @@ class GINConv(eqx.Module):
     norm: MaskedBatchNorm
     out: eqx.nn.Linear
     eps: Float[Array, ""]
-    aggregation: EquilibriumAggregation | None
+    aggregation: AbstractAggregation | None
 
     def __init__(
-        self, size: int, aggregation: EquilibriumAggregation | None = None, *, key: PRNGKeyArray
+        self, size: int, aggregation: AbstractAggregation | None = None, *, key: PRNGKeyArray
     ):
         k1, k2, k3 = jax.random.split(key, 3)
         self.bond_encoder = FeatureEmbedding(BOND_FEATURE_DIMS, size, key=k1)

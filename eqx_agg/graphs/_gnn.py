@@ -9,14 +9,15 @@ from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 import solvers
 
-from .. import energies, pooling
+from .. import energies
+from .._abstract import AbstractAggregation
 from .._aggregation import EquilibriumAggregation
 from ._batch_norm import MaskedBatchNorm
 from ._encoders import ATOM_FEATURE_DIMS, FeatureEmbedding
 from ._gcn import GCNConv
 from ._gin import GINConv
 from ._padding import node_graph_ids, padding_masks
-from ._readout import make_readout, readout, readout_size
+from ._readout import make_readout, readout
 
 CONVS = ("gcn", "gin")
 """Names of the message-passing layers [`eqx_agg.graphs.GNN`][] takes."""
@@ -36,7 +37,7 @@ class GNN(eqx.Module):
 
     - `conv`: `"gcn"` or `"gin"`.
     - `readout`: a name for [`eqx_agg.graphs.make_readout`][] (`"sum"`, `"mean"`, `"max"`,
-      `"attention"`, `"pna"`, `"ea"`) or a ready pooling / EA layer.
+      `"attention"`, `"pna"`, `"ea"`, `"otke"`, `"rotp"`) or a ready aggregation.
     - `num_tasks`: outputs per graph.
     - `size`, `num_layers`, `dropout`: width, depth, dropout rate.
     - `local`: `"sum"` or `"ea"`.
@@ -55,7 +56,7 @@ class GNN(eqx.Module):
     atom_encoder: FeatureEmbedding
     convs: tuple[GCNConv | GINConv, ...]
     norms: tuple[MaskedBatchNorm, ...]
-    readout: pooling.AbstractPooling | EquilibriumAggregation
+    readout: AbstractAggregation
     head: eqx.nn.Linear
     dropout: eqx.nn.Dropout
     aux_weight: float = eqx.field(static=True)
@@ -64,7 +65,7 @@ class GNN(eqx.Module):
     def __init__(
         self,
         conv: str,
-        readout: str | pooling.AbstractPooling | EquilibriumAggregation,
+        readout: str | AbstractAggregation,
         num_tasks: int,
         size: int = 300,
         num_layers: int = 5,
@@ -117,7 +118,7 @@ class GNN(eqx.Module):
                 key=keys[1],
             )
         self.readout = readout
-        self.head = eqx.nn.Linear(readout_size(readout, size), num_tasks, key=keys[2])
+        self.head = eqx.nn.Linear(readout.output_size(size), num_tasks, key=keys[2])
         self.dropout = eqx.nn.Dropout(dropout)
         self.aux_weight = aux_weight
         self.local_aux_weight = local_aux_weight

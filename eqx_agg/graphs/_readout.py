@@ -1,18 +1,17 @@
-"""Global readouts of a batch of graphs: a pooling module, built by name, applied per graph."""
+"""Global readouts of a batch of graphs: an aggregation, built by name, applied per graph."""
 
 from collections.abc import Sequence
 
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, Scalar
 
 import solvers
 
-from .. import energies, pooling
-from .._aggregation import EquilibriumAggregation
+from .._abstract import AbstractAggregation
+from .._factory import POOLINGS, make_pooling
 
-READOUTS = ("sum", "mean", "max", "attention", "pna", "ea")
-"""Names accepted by [`eqx_agg.graphs.make_readout`][]."""
+READOUTS = POOLINGS
+"""Names accepted by [`eqx_agg.graphs.make_readout`][] (those of [`eqx_agg.make_pooling`][])."""
 
 
 def make_readout(
@@ -24,45 +23,25 @@ def make_readout(
     heads: int = 4,
     pna_delta: float = 1.0,
     key: PRNGKeyArray,
-) -> pooling.AbstractPooling | EquilibriumAggregation:
-    """Build a global readout over `size`-wide node embeddings by name.
+) -> AbstractAggregation:
+    """[`eqx_agg.make_pooling`][] over `size`-wide node embeddings, with the paper's 5.3
+    defaults for `"ea"`: potential `[600, 300, 32]`, `solvers.Unrolled(steps=15)`. `solver`
+    is EA's backend (OTKE and ROTP keep their own).
 
-    **Arguments:**
-
-    - `name`: one of `"sum"`, `"mean"`, `"max"`, `"attention"` (multi-head attention,
-      `heads` heads), `"pna"` (Corso et al., 2020: 4 aggregators × 3 degree scalers,
-      output `12 · size`) or `"ea"` (Equilibrium Aggregation with a
-      [`eqx_agg.energies.Neural`][] potential of `widths`, aggregate size `size`; paper
-      5.3: widths `[600, 300, 32]`, 15 inner steps).
-    - `size`: node embedding width.
-    - `solver`: EA's backend (default `solvers.Unrolled(steps=15)`, the paper's choice).
-    - `widths`, `heads`: see `name`; `pna_delta`: PNA's `δ`, the mean `log(n + 1)` of the
-      training graphs' node counts `n`.
-    - `key`: a `jax.random` key.
-
-    **Returns:** a pooling from [`eqx_agg.pooling`][] or an
-    [`eqx_agg.EquilibriumAggregation`][]; use it as [`eqx_agg.graphs.GNN`][]'s readout or
-    call [`eqx_agg.graphs.readout`][] with it.
+    Use the result as [`eqx_agg.graphs.GNN`][]'s readout or call
+    [`eqx_agg.graphs.readout`][] with it.
     """
-    if name == "ea":
-        energy = energies.Neural(size, size, widths, key=key)
-        solver = solvers.Unrolled(steps=15) if solver is None else solver
-        return EquilibriumAggregation(energy, solver)
-    if name == "sum":
-        return pooling.Sum()
-    if name == "mean":
-        return pooling.Mean()
-    if name == "max":
-        return pooling.Max()
-    if name == "attention":
-        return pooling.MultiHeadAttention(size, size, heads, key=key)
-    if name == "pna":
-        return pooling.PNA(pna_delta)
-    raise ValueError(f"unknown readout {name!r}; expected one of {READOUTS}")
+    if name != "ea":
+        solver = None
+    elif solver is None:
+        solver = solvers.Unrolled(steps=15)
+    return make_pooling(
+        name, size, solver=solver, widths=widths, heads=heads, pna_delta=pna_delta, key=key
+    )
 
 
 def readout(
-    pool: pooling.AbstractPooling | EquilibriumAggregation,
+    pool: AbstractAggregation,
     h: Float[Array, "n d"],
     graph_ids: Int[Array, " n"],
     num_graphs: int,
@@ -71,20 +50,10 @@ def readout(
 ) -> tuple[Float[Array, "g k"], Scalar]:
     """Pool the real nodes of each graph: `h: [n, d]`, `graph_ids: [n]` → `[g, k]`.
 
-    **Returns:** `(embeddings [g, k], aux_loss)`, `aux_loss` being EA's eq. 5 loss averaged
-    over the real graphs (`graph_mask`), and 0 for the other readouts.
+    **Returns:** `(embeddings [g, k], aux_loss)`, `aux_loss` being the aggregation's
+    auxiliary loss (EA's eq. 5, 0 for closed-form poolings) averaged over the real graphs
+    (`graph_mask`).
     """
-    if not isinstance(pool, EquilibriumAggregation):
-        return pool.segments(h, graph_ids, num_graphs, node_mask), jnp.zeros((), h.dtype)
-    sol = pool.solve_segments(h, graph_ids, num_graphs, node_mask)
+    pooled, aux = pool.aggregate_segments(h, graph_ids, num_graphs, node_mask)
     weights = graph_mask.astype(h.dtype)
-    return sol.value, jnp.sum(weights * sol.stats.aux_loss) / jnp.maximum(jnp.sum(weights), 1)
-
-
-def readout_size(pool: pooling.AbstractPooling | EquilibriumAggregation, size: int) -> int:
-    """Width of `pool`'s output for `size`-wide node embeddings."""
-    if isinstance(pool, EquilibriumAggregation):
-        return jax.eval_shape(
-            pool.energy.readout, jnp.zeros(pool.energy.aggregate_size(size))
-        ).shape[0]
-    return pool.output_size(size)
+    return pooled, jnp.sum(weights * aux) / jnp.maximum(jnp.sum(weights), 1)

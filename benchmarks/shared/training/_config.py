@@ -4,6 +4,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from .. import cli
+
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -61,25 +63,44 @@ def add_training_flags(parser: argparse.ArgumentParser, **defaults) -> None:
     (e.g. `steps=2000`)."""
     base = dataclasses.replace(TrainConfig(), **defaults)
     group = parser.add_argument_group("training")
-    group.add_argument("--steps", type=int, default=base.steps, help="optimiser steps")
-    group.add_argument("--lr", type=float, default=base.lr, help="Adam (peak) learning rate")
+    group.add_argument("--steps", type=cli.positive_int, default=base.steps, help="Adam steps")
+    group.add_argument(
+        "--lr", type=cli.positive_float, default=base.lr, help="Adam (peak) learning rate"
+    )
     group.add_argument(
         "--lr-schedule",
         choices=LR_SCHEDULES,
         default=base.lr_schedule,
-        help="cosine: decay to lr/100 over --steps",
+        help="constant, or cosine decay to lr/100 over --steps",
     )
     group.add_argument(
-        "--aux-weight", type=float, default=base.aux_weight, help="EA auxiliary loss weight"
-    )
-    group.add_argument("--eval-every", type=int, default=base.eval_every)
-    group.add_argument("--log-every", type=int, default=base.log_every)
+        "--aux-weight", type=cli.non_negative_float, default=base.aux_weight,
+        help="weight of the auxiliary loss (EA's eq. 5)",
+    )  # fmt: skip
     group.add_argument(
-        "--checkpoint-every", type=int, default=base.checkpoint_every, help="0: at the end only"
+        "--eval-every",
+        type=cli.positive_int,
+        default=base.eval_every,
+        help="steps between evaluations",
     )
-    group.add_argument("--seed", type=int, default=base.seed)
-    group.add_argument("--log", type=Path, default=base.log_path, help="JSON-lines log file")
-    group.add_argument("--checkpoint-dir", type=Path, default=base.checkpoint_dir)
+    group.add_argument(
+        "--log-every",
+        type=cli.positive_int,
+        default=base.log_every,
+        help="steps between log records",
+    )
+    group.add_argument(
+        "--checkpoint-every", type=cli.non_negative_int, default=base.checkpoint_every,
+        help="steps between checkpoints (0: at the end only)",
+    )  # fmt: skip
+    group.add_argument("--seed", type=cli.non_negative_int, default=base.seed, help="random seed")
+    group.add_argument(
+        "--log", type=Path, default=base.log_path, help="JSON-lines log file (default: none)"
+    )
+    group.add_argument(
+        "--checkpoint-dir", type=Path, default=base.checkpoint_dir,
+        help="where checkpoints go (default: none)",
+    )  # fmt: skip
     group.add_argument(
         "--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir"
     )

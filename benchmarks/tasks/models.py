@@ -10,7 +10,16 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray, Scalar
 import eqx_agg
 import solvers
 
-POOLINGS = ("sum", "attention", "ea")
+POOLINGS = ("sum", "attention", "ea", "otke", "rotp")
+"""The poolings the set tasks compare (names of [`eqx_agg.make_pooling`][])."""
+
+LABELS = {
+    "sum": "Sum (Deep Sets)",
+    "attention": "Multi-head attention",
+    "ea": "Equilibrium Agg.",
+    "otke": "OTKE",
+    "rotp": "ROTP",
+}
 
 
 class ConvEncoder(eqx.Module):
@@ -57,15 +66,15 @@ class SetModel(eqx.Module):
     """`decoder(pool(encoder(x_i) for x_i in X))`; with EA pooling the encoder may be absent
     (the potential sees the raw elements, as in section 5.1).
 
-    `model(x, mask)` returns the prediction and the EA auxiliary loss (eq. 5; zero for the
-    baseline poolings).
+    `model(x, mask)` returns the prediction and the pooling's auxiliary loss (EA's eq. 5;
+    zero for the closed-form poolings).
     """
 
     encoder: eqx.Module | None
-    pool: eqx.Module
+    pool: eqx_agg.AbstractAggregation
     decoder: eqx_agg.ResidualMLP
 
-    def __init__(self, encoder: eqx.Module | None, pool: eqx.Module, decoder):
+    def __init__(self, encoder: eqx.Module | None, pool: eqx_agg.AbstractAggregation, decoder):
         self.encoder = encoder
         self.pool = pool
         self.decoder = decoder
@@ -74,31 +83,38 @@ class SetModel(eqx.Module):
         self, x: Float[Array, "n ..."], mask: Bool[Array, " n"] | None = None
     ) -> tuple[Float[Array, " k"], Scalar]:
         h = x if self.encoder is None else jax.vmap(self.encoder)(x)
-        if isinstance(self.pool, eqx_agg.EquilibriumAggregation):
-            sol = self.pool.solve(h, mask)
-            return self.decoder(sol.value), sol.stats.aux_loss
-        return self.decoder(self.pool(h, mask)), jnp.zeros((), h.dtype)
+        pooled, aux = self.pool.aggregate(h, mask)
+        return self.decoder(pooled), aux
 
 
-def make_pool(
-    name: str,
-    size: int,
+def median_model(
+    pooling: str,
+    dim: int,
     *,
-    potential_in: int,
-    potential_widths: Sequence[int],
-    backend: solvers.AbstractBackend,
+    in_size: int = 1,
+    widths: Sequence[int],
+    decoder_widths: Sequence[int],
+    backend: solvers.AbstractBackend | None = None,
+    regularisation: float = 0.1,
     heads: int = 4,
     key: PRNGKeyArray,
-) -> eqx.Module:
-    """A pooling into `size` dimensions: `sum`, `attention` (`min(heads, size)` heads of
-    width `size / heads`, learned queries) or `ea` (a `Neural` potential on
-    `potential_in + size` inputs with `potential_widths`, solved by `backend`)."""
-    if name == "sum":
-        return eqx_agg.pooling.Sum()
-    if name == "attention":
-        heads = min(heads, size)
-        return eqx_agg.pooling.MultiHeadAttention(size, size, num_heads=heads, key=key)
-    if name == "ea":
-        energy = eqx_agg.energies.Neural(potential_in, size, widths=potential_widths, key=key)
-        return eqx_agg.EquilibriumAggregation(energy, backend)
-    raise ValueError(f"pooling must be one of {POOLINGS}, got {name!r}")
+) -> SetModel:
+    """The model of section 5.1, which the backend suites also measure: sets of `in_size`
+    elements (1: numbers) pooled into `dim` numbers, decoded to one number.
+
+    EA (`pooling="ea"`) minimises a residual-MLP potential with `widths` on the raw elements
+    (no encoder); the other poolings follow a residual-MLP encoder `[*widths[:-1], dim]`.
+    `backend` solves EA, OTKE or ROTP (None: the layer's default). The decoder is a residual
+    MLP `[*decoder_widths, 1]` (the paper: `[128, 1]`)."""
+    k_encoder, k_pool, k_decoder = jax.random.split(key, 3)
+    if pooling == "ea":
+        encoder, pool_in = None, in_size
+    else:
+        encoder = eqx_agg.ResidualMLP(in_size, (*widths[:-1], dim), key=k_encoder)
+        pool_in = dim
+    pool = eqx_agg.make_pooling(
+        pooling, pool_in, size=dim, solver=backend, widths=widths, heads=heads,
+        regularisation=regularisation, key=k_pool,
+    )  # fmt: skip
+    decoder = eqx_agg.ResidualMLP(pool.output_size(pool_in), (*decoder_widths, 1), key=k_decoder)
+    return SetModel(encoder, pool, decoder)

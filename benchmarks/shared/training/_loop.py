@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._results import progress
+from ..results import progress
 from ._config import TrainConfig
 from ._sharding import data_parallel_mesh, replicate, shard_batch
 

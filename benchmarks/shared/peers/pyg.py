@@ -40,7 +40,7 @@ def time_pyg(
     tanh MLP readout of `readout_widths` to one number and the squared-error loss; one
     warm-up, then the median of `repeats` runs of `loss.backward()`.
 
-    **Returns:** `{"seconds": median, "repeats_s": [...], "torch": version, "threads": n}`.
+    **Returns:** `{"ms": median, "repeats_ms": [...], "torch": version, "threads": n}`.
     """
     import torch
     import torch_geometric
@@ -71,10 +71,10 @@ def time_pyg(
     for _ in range(repeats):
         start = time.perf_counter()
         step()
-        times.append(time.perf_counter() - start)
+        times.append(1e3 * (time.perf_counter() - start))
     return {
-        "seconds": statistics.median(times),
-        "repeats_s": times,
+        "ms": statistics.median(times),
+        "repeats_ms": times,
         "torch": torch.__version__,
         "torch_geometric": torch_geometric.__version__,
         "threads": torch.get_num_threads(),

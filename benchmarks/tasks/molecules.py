@@ -1,17 +1,20 @@
-"""Paper section 5.3 / Table 2: GCN and GIN on molecules with Sum, attention, PNA or EA
-readouts (and local EA), each EA model trained once per differentiation backend.
+"""Paper section 5.3 / Table 2: GCN and GIN on molecules with sum, attention, PNA, EA, OTKE or
+ROTP readouts (and local EA), each EA model trained once per backend in --backends.
 
-`python -m benchmarks molecules` trains the grid on the embedded FreeSolv (no download) at a
-CPU budget and reports, per model, the validation and test metric (ogb's `Evaluator`) at the
-best validation evaluation and the median time of a training step relative to the same
-network with the Sum readout (the analogue of appendix E.2). `--dataset ogbg-molpcba
---root DIR` with the paper's sizes (`--size 300 --layers 5 --widths 600 300 32
---inner-steps 15 --steps 2000000`) is the paper's setting.
+Trains the grid on the embedded FreeSolv (no download) at a CPU budget and reports, per
+model, the validation and test metric (ogb's Evaluator) at the best validation evaluation
+and the median time of a training step relative to the same network with the sum readout
+(the analogue of appendix E.2). OTKE and ROTP run their default solvers (the authors'
+unrolled Sinkhorn). --dataset ogbg-molpcba --root DIR with the paper's sizes is the paper's
+setting. Batch norm: the networks train with batch statistics (over real nodes only); before
+every evaluation the running statistics are recomputed by a forward pass over the training
+batches without dropout (PyTorch's momentum-0.1 averages, over the final weights).
 
-Batch norm statistics: the shared training loop carries no model state, so the networks
-train with batch statistics (over real nodes only) and, before every evaluation, the running
-statistics are recomputed by a forward pass over the training batches without dropout
-(PyTorch's momentum-0.1 averages, over the final weights).
+examples:
+  python -m benchmarks molecules
+  python -m benchmarks molecules --convs gin --readouts sum ea --backends unrolled implicit
+  python -m benchmarks molecules --dataset ogbg-molpcba --root data --node-size 300 \
+      --widths 600 300 32 --inner-steps 15 --steps 2000000
 """
 
 import argparse
@@ -27,21 +30,17 @@ import optax
 
 from eqx_agg import graphs
 
-from . import training
-from ._results import Results
-from .data import molecules
+from ..shared import cli, training
+from ..shared.data import molecules
+from ..shared.factories import BACKENDS
+from ..shared.results import Results
 
 LOWER_IS_BETTER = ("rmse", "mae")
 """ogb metrics where lower is better (the rest, e.g. AP and ROC-AUC, are higher-better)."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks molecules",
-        description=__doc__.split("\n\n")[0]
-        + " For this suite `--backend` is a comma list of the backends to compare: every "
-        "model with an EA layer is trained once per listed backend.",
-    )
+    parser = cli.parser("molecules", __doc__)
     data = parser.add_argument_group("data")
     data.add_argument(
         "--dataset",
@@ -49,39 +48,54 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"{molecules.EMBEDDED!r} (embedded FreeSolv) or an ogbg-mol* name",
     )
     data.add_argument("--root", default="dataset", help="where ogb finds or downloads datasets")
-    data.add_argument("--max-graphs", type=int, default=8, help="graphs per batch (paper: 8)")
-    data.add_argument("--max-nodes", type=int, default=128, help="nodes per batch (paper: 1024)")
-    data.add_argument("--num-budgets", type=int, default=2, help="padded shapes per run")
     data.add_argument(
-        "--subset", type=int, default=0, help="use only the first N graphs of each split (0: all)"
+        "--max-graphs", type=cli.positive_int, default=8, help="graphs per batch (paper: 8)"
     )
+    data.add_argument(
+        "--max-nodes", type=cli.positive_int, default=128, help="nodes per batch (paper: 1024)"
+    )
+    data.add_argument(
+        "--num-budgets", type=cli.positive_int, default=2, help="padded shapes per run"
+    )
+    data.add_argument(
+        "--subset", type=cli.non_negative_int, default=0,
+        help="use only the first N graphs of each split (0: all)",
+    )  # fmt: skip
     grid = parser.add_argument_group("grid")
-    grid.add_argument("--convs", nargs="+", default=["gcn", "gin"], choices=list(graphs.CONVS))
     grid.add_argument(
-        "--readouts",
-        nargs="+",
-        default=["sum", "attention", "pna", "ea"],
-        choices=list(graphs.READOUTS),
-    )
+        "--convs", nargs="+", default=["gcn", "gin"], choices=list(graphs.CONVS),
+        help="message-passing layers",
+    )  # fmt: skip
+    grid.add_argument(
+        "--readouts", nargs="+", default=["sum", "attention", "pna", "ea", "otke", "rotp"],
+        choices=list(graphs.READOUTS), help="global readouts",
+    )  # fmt: skip
     grid.add_argument(
         "--locals", nargs="+", default=["sum"], choices=["sum", "ea"], help="local aggregations"
     )
+    grid.add_argument(
+        "--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
+        help="every model with an EA layer is trained once per backend listed",
+    )  # fmt: skip
     model = parser.add_argument_group("model")
-    model.add_argument("--size", type=int, default=64, help="node width (paper: 300)")
-    model.add_argument("--layers", type=int, default=5, help="message-passing layers")
-    model.add_argument("--dropout", type=float, default=0.5)
     model.add_argument(
-        "--widths",
-        type=int,
-        nargs="+",
-        default=[128, 64, 16],
+        "--node-size", type=cli.positive_int, default=64, help="node width (paper: 300)"
+    )
+    model.add_argument("--layers", type=cli.positive_int, default=5, help="message-passing layers")
+    model.add_argument("--dropout", type=cli.non_negative_float, default=0.5, help="dropout rate")
+    model.add_argument(
+        "--widths", type=cli.positive_int, nargs="+", default=[128, 64, 16],
         help="EA readout potential (paper: 600 300 32)",
-    )
+    )  # fmt: skip
     model.add_argument(
-        "--local-widths", type=int, nargs="+", default=[64, 64, 16], help="local EA potential"
-    )
-    model.add_argument("--local-aux-weight", type=float, default=1e-4)
-    model.add_argument("--heads", type=int, default=4, help="attention heads")
+        "--local-widths", type=cli.positive_int, nargs="+", default=[64, 64, 16],
+        help="local EA potential",
+    )  # fmt: skip
+    model.add_argument(
+        "--local-aux-weight", type=cli.non_negative_float, default=1e-4,
+        help="weight of the local EA layers' auxiliary loss",
+    )  # fmt: skip
+    model.add_argument("--heads", type=cli.positive_int, default=4, help="attention heads")
     model.add_argument(
         "--dtype",
         choices=["float32", "float64"],
@@ -89,21 +103,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="float64 turns on jax_enable_x64 (float32 keeps JAX's current setting)",
     )
     training.add_training_flags(parser, steps=300, lr=1e-3, aux_weight=1.0, eval_every=100)
-    training.add_backend_flags(
-        parser, backend="unrolled,implicit,truncated", inner_steps=15, truncate_k=2
-    )
-    parser.add_argument("--out", default=None, help="output folder (default results/molecules)")
+    training.add_backend_flags(parser, inner_steps=15, truncate_k=2, choose_backend=False)
+    parser.add_argument("--out", default=None, help="output folder (default: results/molecules)")
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a tiny run (seconds): one GIN with Sum and EA readouts on one batch of 8 graphs",
+        help="a tiny run (seconds): one GIN with sum and EA readouts on one batch of 8 graphs",
     )
     args = parser.parse_args(argv)
     if args.quick:
         args.subset, args.convs, args.readouts, args.locals = 8, ["gin"], ["sum", "ea"], ["sum"]
-        args.size, args.layers, args.widths, args.dropout = 16, 2, [16, 16, 8], 0.0
+        args.node_size, args.layers, args.widths, args.dropout = 16, 2, [16, 16, 8], 0.0
         args.max_nodes, args.num_budgets, args.steps, args.eval_every = 128, 1, 20, 10
-        args.backend, args.inner_steps, args.log_every = "implicit", "3", 1
+        args.backends, args.inner_steps, args.log_every = ["implicit"], [3], 1
     return args
 
 
@@ -133,9 +145,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         for local in args.locals:
             for readout in args.readouts:
                 uses_ea = local == "ea" or readout == "ea"
-                for backend in args.backend.split(",") if uses_ea else ["-"]:
+                for backend in args.backends if uses_ea else ["-"]:
                     record, history = _run(
-                        args, dataset, batching, conv, local, readout, backend.strip(), metric
+                        args, dataset, batching, conv, local, readout, backend, metric
                     )
                     histories[_label(record)] = history
                     results.add(**record)
@@ -184,7 +196,7 @@ def _run(args, dataset, batching, conv, local, readout, backend, metric):
     key = jax.random.PRNGKey(args.seed)
     solver = None
     if backend != "-":
-        namespace = argparse.Namespace(**{**vars(args), "backend": backend})
+        namespace = argparse.Namespace(**{**vars(args), "backend": [backend]})
         solver = training.backend_from_args(namespace)
     train_index = dataset.split["train"]
     regression = dataset.task_type == "regression"
@@ -196,7 +208,7 @@ def _run(args, dataset, batching, conv, local, readout, backend, metric):
         conv,
         readout,
         dataset.num_tasks,
-        size=args.size,
+        size=args.node_size,
         num_layers=args.layers,
         dropout=args.dropout,
         local=local,

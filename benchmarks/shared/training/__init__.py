@@ -18,8 +18,8 @@ API:
   --resume --quiet` flags; `run_config(args, name)` — the config of one of several models a
   task trains (its own log and checkpoint subfolder).
 - `add_backend_flags(parser, ...)` / `backend_from_args(args, layer=0)` — the EA backend per
-  layer: `--backend unrolled|implicit|truncated` (a comma list gives one per layer),
-  `--inner-steps`, `--truncate-k`, `--inner-lr`.
+  layer: `--backend unrolled|implicit|truncated` (one value, or one per layer),
+  `--inner-steps` (likewise), `--truncate-k`, `--inner-lr`.
 - `count_parameters(model)` — the number of array elements, as the result tables report it.
 - `save_checkpoint(dir, state, step, history)` / `load_checkpoint(dir, like)` — the
   checkpoint format (`eqx.tree_serialise_leaves` + a JSON step/history file).
@@ -31,7 +31,7 @@ Example:
 
 ```python
 import argparse, jax, jax.numpy as jnp, equinox as eqx
-from benchmarks import training
+from benchmarks.shared import training
 
 parser = argparse.ArgumentParser()
 training.add_training_flags(parser, steps=100, lr=1e-3)

@@ -1,17 +1,19 @@
 """Class counting (paper section 5.2): count the distinct classes in a set of 16 images.
 
-`python -m benchmarks counting [--data digits|omniglot] [--data-dir DIR] [--models ...]`
+Each set holds 1-10 distinct classes; the model encodes every image with a convolutional
+ResNet [16, 32, 64] and a linear projection to an embedding, pools (sum, 4-head attention
+with learned queries, EA with a ResNet potential, OTKE or ROTP), and predicts the count
+with a 10-way softmax from a ResNet [128, 10]. On Omniglot (train on images_background,
+test on images_evaluation, 32x32) the defaults are the paper's: 256-d embedding, potential
+[512, 512, 32], 10 inner steps. The embedded default, scikit-learn's 8x8 digits split by
+image, is a CPU budget and encodes each image with a residual MLP [128, 64] on its 64
+pixels: the conv ResNet stayed at chance accuracy on 8x8 digits within that budget
+(--encoder conv selects it). Plots train and test accuracy over training (Figure 4b).
 
-Each set holds 1–10 distinct classes (`benchmarks.data.counting`); the model encodes every
-image with a convolutional ResNet `[16, 32, 64]` and a linear projection to an embedding,
-pools (Sum, 4-head attention with learned queries, or EA with a ResNet potential), and
-predicts the count with a 10-way softmax from a ResNet `[128, 10]`. On Omniglot (train on
-`images_background`, test on `images_evaluation`, 32×32) the defaults are the paper's:
-256-d embedding, potential `[512, 512, 32]`, 10 inner steps. The embedded default, scikit-
-learn's 8×8 digits split by image, uses a CPU budget (see `--help`) and encodes each image
-with a residual MLP `[128, 64]` on its 64 pixels: the conv ResNet stayed at chance accuracy
-on 8×8 digits within our CPU budget (`--encoder conv` selects it). Plots train and test
-accuracy over training (the analogue of Figure 4b).
+examples:
+  python -m benchmarks counting
+  python -m benchmarks counting --models sum ea --steps 3000
+  python -m benchmarks counting --data omniglot --data-dir ~/data/omniglot
 """
 
 import argparse
@@ -25,14 +27,18 @@ import optax
 
 import eqx_agg
 
-from . import training
-from ._results import Results
-from .data.counting import load_digits, load_omniglot, sample_counting_sets
-from .set_models import POOLINGS, ConvEncoder, FlatEncoder, SetModel, make_pool
+from ..shared import cli, training
+from ..shared.data.counting import load_digits, load_omniglot, sample_counting_sets
+from ..shared.results import Results
+from .models import LABELS, POOLINGS, ConvEncoder, FlatEncoder, SetModel
 
-LABELS = {"sum": "Sum (Deep Sets)", "attention": "Multi-head attention", "ea": "Equilibrium Agg."}
-PAPER = {"embed": 256, "potential": "512,512,32", "encoder": "conv"}
-DIGITS = {"embed": 64, "potential": "128,128,32", "encoder": "mlp"}
+ABOUT = (
+    "Class counting (paper 5.2): accuracy of the predicted number of distinct classes in "
+    "sets of 16 images, per pooling, after the same number of Adam steps (`test_accuracy`: "
+    "at the end; `best_test_accuracy`: at the best evaluation)."
+)
+PAPER = {"embed": 256, "potential": [512, 512, 32], "encoder": "conv"}
+DIGITS = {"embed": 64, "potential": [128, 128, 32], "encoder": "mlp"}
 
 
 def build_model(
@@ -54,10 +60,10 @@ def build_model(
         encoder = ConvEncoder(image_size, channels, embed, key=k_encoder)
     else:
         encoder = FlatEncoder(image_size, (128, embed), key=k_encoder)
-    pool = make_pool(
-        name, embed, potential_in=embed, potential_widths=potential, backend=backend, key=k_pool
-    )
-    return SetModel(encoder, pool, eqx_agg.ResidualMLP(embed, (128, max_classes), key=k_decoder))
+    solver = backend if name == "ea" else None  # OTKE and ROTP keep their own
+    pool = eqx_agg.make_pooling(name, embed, solver=solver, widths=potential, key=k_pool)
+    decoder = eqx_agg.ResidualMLP(pool.output_size(embed), (128, max_classes), key=k_decoder)
+    return SetModel(encoder, pool, decoder)
 
 
 def make_loss(aux_weight: float):
@@ -93,24 +99,40 @@ def scores(model, images, counts, chunk: int = 256) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks counting", description=__doc__)
-    parser.add_argument("--data", choices=["digits", "omniglot"], default="digits")
-    parser.add_argument("--data-dir", help="Omniglot root (holding images_background/ ...)")
-    parser.add_argument("--models", default=",".join(POOLINGS), help="comma list of poolings")
-    parser.add_argument("--embed", type=int, help="embedding size (digits: 64, omniglot: 256)")
-    parser.add_argument(
-        "--potential", help="EA potential widths (digits: 128,128,32; omniglot: 512,512,32)"
+    parser = cli.parser("counting", __doc__)
+    group = parser.add_argument_group("task")
+    group.add_argument("--data", choices=["digits", "omniglot"], default="digits", help="data")
+    group.add_argument("--data-dir", help="Omniglot root (holding images_background/ ...)")
+    group.add_argument(
+        "--models", nargs="+", choices=POOLINGS, default=list(POOLINGS),
+        help="the poolings compared",
+    )  # fmt: skip
+    group.add_argument(
+        "--embed", type=cli.positive_int, help="embedding size (digits: 64, omniglot: 256)"
     )
-    parser.add_argument(
+    group.add_argument(
+        "--potential", type=cli.positive_int, nargs="+",
+        help="EA potential widths (digits: 128 128 32; omniglot: 512 512 32)",
+    )  # fmt: skip
+    group.add_argument(
         "--encoder", choices=["conv", "mlp"], help="image encoder (digits: mlp, omniglot: conv)"
     )
-    parser.add_argument("--channels", default="16,32,64", help="conv ResNet block channels")
-    parser.add_argument("--set-size", type=int, default=16)
-    parser.add_argument("--max-classes", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=32, help="sets per step (paper: 8)")
-    parser.add_argument("--eval-sets", type=int, default=512, help="fixed sets per evaluation")
-    parser.add_argument("--out", default="results/counting")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: tiny sizes, few steps")
+    group.add_argument(
+        "--channels", type=cli.positive_int, nargs="+", default=[16, 32, 64],
+        help="conv ResNet block channels",
+    )  # fmt: skip
+    group.add_argument("--set-size", type=cli.positive_int, default=16, help="images per set")
+    group.add_argument(
+        "--max-classes", type=cli.positive_int, default=10, help="most classes in a set"
+    )
+    group.add_argument(
+        "--batch-size", type=cli.positive_int, default=32, help="sets per step (paper: 8)"
+    )
+    group.add_argument(
+        "--eval-sets", type=cli.positive_int, default=512, help="fixed sets per evaluation"
+    )
+    group.add_argument("--out", default="results/counting", help="output folder")
+    group.add_argument("--quick", action="store_true", help="a smoke run: tiny sizes, few steps")
     training.add_training_flags(parser, steps=1500, lr=1e-3, eval_every=100)
     training.add_backend_flags(parser, inner_steps=10)
     args = parser.parse_args(argv)
@@ -119,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     args.potential = args.potential or sizes["potential"]
     args.encoder = args.encoder or sizes["encoder"]
     if args.quick:
-        args.embed, args.potential, args.channels = 8, "16,8", "4,8"
+        args.embed, args.potential, args.channels = 8, [16, 8], [4, 8]
         args.batch_size, args.eval_sets = 8, 32
         args.steps, args.eval_every = min(args.steps, 30), 10
     if args.data == "omniglot" and args.data_dir is None:
@@ -135,7 +157,7 @@ def run(args: argparse.Namespace) -> Results:
         train_data, test_data = load_digits(seed=args.seed)
     config = {k: (str(v) if v is not None else None) for k, v in vars(args).items()}
     config.update(train_images=len(train_data.labels), test_images=len(test_data.labels))
-    results = Results("counting", config, args.out)
+    results = Results("counting", config, args.out, ABOUT)
 
     def sample(data, seed, num_sets):
         rng = np.random.default_rng(seed)
@@ -153,10 +175,9 @@ def run(args: argparse.Namespace) -> Results:
             record[f"{split}_accuracy"], record[f"{split}_cross_entropy"] = scores(model, *sets)
         return record
 
-    potential = tuple(int(w) for w in args.potential.split(","))
-    channels = tuple(int(c) for c in args.channels.split(","))
+    potential, channels = tuple(args.potential), tuple(args.channels)
     histories = {}
-    for name in [m.strip() for m in args.models.split(",")]:
+    for name in args.models:
         model = build_model(
             name,
             train_data.images.shape[-1],

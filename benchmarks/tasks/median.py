@@ -1,13 +1,16 @@
 """Median estimation (paper section 5.1, appendix D.1): predict the median of 100 numbers.
 
-`python -m benchmarks median [--dims 1,2,4,8] [--models sum,attention,ea] [--steps N] ...`
+Sets are drawn on the fly (uniform, gamma, normal). Baselines encode each number with a
+ResNet [w, w, D], pool (sum, or 4-head attention with learned queries) and decode with
+[128, 1] (the paper's [D, 128, 1]); EA minimises a ResNet potential [w, w, 1] on D + 1
+inputs for 5 inner steps and decodes the same way. The paper uses w = 256 and 10^7 steps;
+the defaults are a CPU budget. Writes the MSE on a fixed held-out sample against D (the
+analogue of Figure 3).
 
-Sets are drawn on the fly (uniform, gamma, normal; `benchmarks.data.median`). Baselines
-encode each number with a ResNet `[w, w, D]`, pool (Sum or 4-head attention with learned
-queries) and decode with `[128, 1]` (the paper's `[D, 128, 1]`); EA minimises a ResNet
-potential `[w, w, 1]` on `D + 1` inputs for 5 inner steps and decodes the same way. The
-paper uses `w = 256` and 10^7 steps; the defaults here are a CPU budget (see `--help`).
-Writes MSE on a fixed held-out sample against `D` (the analogue of Figure 3).
+examples:
+  python -m benchmarks median
+  python -m benchmarks median --dims 1 --models sum ea --steps 1000
+  python -m benchmarks median --width 256 --steps 100000 --eval-sets 80000 --seed 1
 """
 
 import argparse
@@ -17,24 +20,24 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-import eqx_agg
+from ..shared import cli, training
+from ..shared.data.median import median_sets
+from ..shared.results import Results
+from .models import LABELS, POOLINGS, SetModel, median_model
 
-from . import training
-from ._results import Results
-from .data.median import median_sets
-from .set_models import POOLINGS, SetModel, make_pool
-
-LABELS = {"sum": "Sum (Deep Sets)", "attention": "Multi-head attention", "ea": "Equilibrium Agg."}
+ABOUT = (
+    "Median estimation (paper 5.1): held-out mean squared error of the predicted median of "
+    "100 numbers, per pooling and set-embedding size D, after the same number of Adam steps "
+    "(`mse`: at the end; `best_mse`: at the best evaluation)."
+)
 
 
 def build_model(name: str, dim: int, width: int, backend, *, key) -> SetModel:
     """The section 5.1 model with pooling `name` and set embedding size `dim`."""
-    k_encoder, k_pool, k_decoder = jax.random.split(key, 3)
-    encoder = None if name == "ea" else eqx_agg.ResidualMLP(1, (width, width, dim), key=k_encoder)
-    pool = make_pool(
-        name, dim, potential_in=1, potential_widths=(width, width, 1), backend=backend, key=k_pool
+    backend = backend if name == "ea" else None  # the flags choose EA's backend
+    return median_model(
+        name, dim, widths=(width, width, 1), decoder_widths=(128,), backend=backend, key=key
     )
-    return SetModel(encoder, pool, eqx_agg.ResidualMLP(dim, (128, 1), key=k_decoder))
 
 
 def make_loss(aux_weight: float):
@@ -65,23 +68,34 @@ def held_out_mse(model, x, median, chunk: int = 1024) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks median", description=__doc__)
-    parser.add_argument("--dims", default="1,2,4,8", help="set embedding sizes D to sweep")
-    parser.add_argument("--models", default=",".join(POOLINGS), help="comma list of poolings")
-    parser.add_argument("--width", type=int, default=64, help="hidden width w (paper: 256)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--set-size", type=int, default=100)
-    parser.add_argument("--eval-sets", type=int, default=2048, help="held-out sample size")
-    parser.add_argument(
-        "--dtype", choices=["float32", "float64"], default="float32", help="float64: enable x64"
+    parser = cli.parser("median", __doc__)
+    group = parser.add_argument_group("task")
+    group.add_argument(
+        "--dims", type=cli.positive_int, nargs="+", default=[1, 2, 4, 8],
+        help="set embedding sizes D",
+    )  # fmt: skip
+    group.add_argument(
+        "--models", nargs="+", choices=POOLINGS, default=["sum", "attention", "ea"],
+        help="the poolings compared",
+    )  # fmt: skip
+    group.add_argument(
+        "--width", type=cli.positive_int, default=64, help="hidden width w (paper: 256)"
     )
-    parser.add_argument("--out", default="results/median")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: tiny sizes, few steps")
+    group.add_argument("--batch-size", type=cli.positive_int, default=32, help="sets per step")
+    group.add_argument("--set-size", type=cli.positive_int, default=100, help="numbers per set")
+    group.add_argument(
+        "--eval-sets", type=cli.positive_int, default=2048, help="held-out sample size"
+    )
+    group.add_argument(
+        "--dtype", choices=["float32", "float64"], default="float32", help="floating-point type"
+    )
+    group.add_argument("--out", default="results/median", help="output folder")
+    group.add_argument("--quick", action="store_true", help="a smoke run: tiny sizes, few steps")
     training.add_training_flags(parser, steps=3000, lr=1e-3, lr_schedule="cosine", eval_every=500)
     training.add_backend_flags(parser, inner_steps=5)
     args = parser.parse_args(argv)
     if args.quick:
-        args.dims, args.width, args.batch_size = "2", 16, 8
+        args.dims, args.width, args.batch_size = [2], 16, 8
         args.set_size, args.eval_sets = 20, 64
         args.steps, args.eval_every = min(args.steps, 30), 10
     if args.dtype == "float64":
@@ -91,10 +105,9 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(args: argparse.Namespace) -> Results:
     """Train every (pooling, D) pair of `args`; write the results and the figure."""
-    dims = [int(d) for d in args.dims.split(",")]
-    models = [m.strip() for m in args.models.split(",")]
+    dims, models = args.dims, args.models
     config = {k: (str(v) if v is not None else None) for k, v in vars(args).items()}
-    results = Results("median", config, args.out)
+    results = Results("median", config, args.out, ABOUT)
     eval_key = jax.random.PRNGKey(10_000 + args.seed)  # a sample no training step draws
     x_eval, median_eval = median_sets(eval_key, args.eval_sets, args.set_size)
     data_key = jax.random.PRNGKey(args.seed)

@@ -35,10 +35,25 @@ def environment() -> dict[str, Any]:
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    """A GitHub-markdown table of `rows` restricted to `columns`."""
+    """A GitHub-markdown table of `rows` restricted to `columns`, leaving out a column that
+    is empty (None) in every row."""
+    columns = [c for c in columns if any(row.get(c) not in (None, "") for row in rows)]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_format(row.get(c, "")) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def target(description: str, measured: float, met: bool, why: str = "") -> dict[str, Any]:
+    """One target of a suite: what it asks, the measured value, whether it is met and, when it
+    is not, why (one line; required)."""
+    if not met and not why:
+        raise ValueError(f"the unmet target {description!r} needs its one-line reason")
+    return {"target": description, "measured": measured, "met": bool(met), "why": why}
+
+
+def targets_section(targets: Sequence[dict[str, Any]]) -> str:
+    """The report's table of targets, each unmet one with its reason."""
+    return "Targets:\n\n" + markdown_table(targets, ["target", "measured", "met", "why"])
 
 
 def _format(value: Any) -> str:
@@ -56,13 +71,19 @@ def progress(iterable: Iterable, desc: str, total: int | None = None, quiet: boo
 
 class Results:
     """Collects one suite's records and writes `results.json`, `results.csv`, plots and
-    `report.md` under `out_dir` (default `results/<suite>`)."""
+    `report.md` under `out_dir` (default `results/<suite>`). `about` opens the report: what
+    the suite measures and how to read its columns, so the report stands alone."""
 
     def __init__(
-        self, suite: str, config: dict[str, Any], out_dir: str | os.PathLike | None = None
+        self,
+        suite: str,
+        config: dict[str, Any],
+        out_dir: str | os.PathLike | None = None,
+        about: str = "",
     ):
         self.suite = suite
         self.config = config
+        self.about = about
         self.dir = Path(out_dir) if out_dir is not None else Path("results") / suite
         self.dir.mkdir(parents=True, exist_ok=True)
         self.records: list[dict[str, Any]] = []
@@ -103,8 +124,9 @@ class Results:
         env = payload["environment"]
         report = [
             f"# {self.suite}",
-            f"Device: {env['device']} ({env['platform']}), jax {env['jax']}, "
-            f"jaxlib {env['jaxlib']}.",
+            *([self.about] if self.about else []),
+            f"Device: {env['device']} ({env['platform']}, {env['cpu_count']} CPUs), "
+            f"jax {env['jax']}, jaxlib {env['jaxlib']}.",
             "Configuration: `" + json.dumps(self.config, default=_json_default) + "`",
             table,
             *self.sections,

@@ -1,0 +1,327 @@
+"""Gradient accuracy of each backend against a converged float64 reference.
+
+The reference is the gradient of the loss w.r.t. every parameter at the exact argmin:
+float64, the inner problem solved to max|∇_y E| < --ref-tol, the implicit gradient taken
+with a dense LU solve, and itself checked against central finite differences along random
+directions. Each backend's gradient for every T is compared with it and, separately, with
+the unrolled gradient of the same T-step procedure.
+
+examples:
+  python -m benchmarks accuracy
+  python -m benchmarks accuracy --inner-steps 1 5 20 --backends unrolled implicit
+  python -m benchmarks accuracy --layer otke
+"""
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+import solvers
+
+from ..shared import cli
+from ..shared.results import Results, markdown_table, progress, target, targets_section
+from . import problem
+
+ABOUT = (
+    "Gradient of the median model's loss w.r.t. every parameter outside the solver, per "
+    "backend and number of inner steps T, against a converged float64 reference (implicit "
+    "gradient at the exact argmin, checked against finite differences): `rel_err_ref` and "
+    "`cos_ref` say how close the training signal is to the gradient of the true argmin; "
+    "`rel_err_unrolled` and `cos_unrolled` how close it is to the gradient of what the "
+    "forward actually computed (Unrolled at the same T). `residual` is the forward's final "
+    "max|∇_y E|. `grad_lr`, `grad_momentum`: gradients w.r.t. the inner lr and momentum "
+    "(zero under Implicit by design; EA only). With `--layer otke` or `rotp` the layer is a "
+    "transport layer and the residual its largest marginal violation."
+)
+
+
+def relative_error(g: np.ndarray, reference: np.ndarray) -> float:
+    """`||g - reference|| / ||reference||`."""
+    return float(np.linalg.norm(g - reference) / np.linalg.norm(reference))
+
+
+def cosine(g: np.ndarray, reference: np.ndarray) -> float:
+    """Cosine similarity of two flat gradients (0 when either is zero)."""
+    norms = np.linalg.norm(g) * np.linalg.norm(reference)
+    return float(g @ reference / norms) if norms > 0 else 0.0
+
+
+def measure(model, x, labels) -> dict[str, Any]:
+    """θ-gradient (flat numpy), optimizer gradients (None without them) and forward residual
+    `max|∇_y E|`."""
+    theta, optimizer, residual = eqx.filter_jit(problem.parameter_grads)(model, x, labels)
+    return {
+        "grad": np.asarray(theta),
+        "grad_lr": float(optimizer["lr"]) if optimizer else None,
+        "grad_momentum": float(optimizer["momentum"]) if optimizer else None,
+        "residual": float(residual),
+    }
+
+
+def reference(model, x, labels, steps: int, tol: float, attempts: int = 4):
+    """The reference measurement: Implicit + LU with the method's tolerance 0 (Nesterov's
+    `gtol`, Sinkhorn's `tol`); while the forward residual is not below `tol`, steps are
+    doubled and Nesterov's lr halved (at most `attempts` tries). `lr` is None for Sinkhorn.
+    """
+    nesterov = isinstance(model.pool.solver.method, solvers.Nesterov)
+    lr = float(model.pool.solver.method.lr) if nesterov else None
+    for _ in range(attempts):
+        method = solvers.Nesterov(lr=lr, gtol=0.0) if nesterov else solvers.Sinkhorn(0.0)
+        solver = solvers.Implicit(steps, method=method, linear_solver="lu", throw=False)
+        solver = problem.cast(solver, x.dtype)
+        ref = measure(problem.with_solver(model, solver), x, labels)
+        if ref["residual"] < tol:
+            break
+        steps, lr = 2 * steps, lr / 2 if nesterov else None
+    return {**ref, "steps": steps, "lr": lr, "solver": solver}
+
+
+def finite_difference_check(model, x, labels, grad, directions: int, eps: float, key):
+    """Central differences `(L(θ+εv) - L(θ-εv)) / 2ε` against `grad · v` along random unit
+    directions `v` of θ (the parameters outside the solver). One dict per direction."""
+    flat, unravel = ravel_pytree(problem.theta_of(model))
+    loss = eqx.filter_jit(problem.loss)
+    checks = []
+    for k in jax.random.split(key, directions):
+        v = jax.random.normal(k, flat.shape, flat.dtype)
+        v = v / jnp.linalg.norm(v)
+        step = unravel(eps * v)
+        plus = loss(eqx.apply_updates(model, step), x, labels)
+        back = jax.tree_util.tree_map(jnp.negative, step)
+        minus = loss(eqx.apply_updates(model, back), x, labels)
+        fd = float((plus - minus) / (2 * eps))
+        analytic = float(grad @ np.asarray(v))
+        checks.append(
+            {
+                "finite_difference": fd,
+                "implicit_lu": analytic,
+                "relative_difference": abs(fd - analytic) / max(abs(fd), 1e-300),
+            }
+        )
+    return checks
+
+
+def _parser():
+    parser = cli.parser("accuracy", __doc__)
+    problem.add_problem_flags(parser, dtype="float64", layers=True)
+    problem.add_sweep_flags(parser)
+    group = parser.add_argument_group("accuracy")
+    group.add_argument(
+        "--k-sweep-steps", type=cli.positive_int, default=20, help="T of the Truncated k sweep"
+    )
+    group.add_argument(
+        "--truncate-ks", type=cli.positive_int, nargs="+", default=[1, 2, 5, 10, 20],
+        help="the values of k the Truncated sweep measures",
+    )  # fmt: skip
+    group.add_argument(
+        "--gtol", type=cli.non_negative_float, default=0.0,
+        help="every backend's inner tolerance, gtol or Sinkhorn's tol (0: exactly T steps)",
+    )  # fmt: skip
+    group.add_argument(
+        "--linear-solver", choices=["cg", "normal_cg", "gmres", "lu"], default="cg",
+        help="Implicit's linear solver",
+    )  # fmt: skip
+    group.add_argument(
+        "--linear-tol", type=cli.positive_float, default=1e-10, help="its relative tolerance"
+    )
+    group.add_argument(
+        "--ref-steps", type=cli.positive_int, default=1000, help="the reference's inner steps"
+    )
+    group.add_argument(
+        "--ref-tol", type=cli.positive_float, default=1e-10, help="the reference's residual"
+    )
+    group.add_argument(
+        "--fd-directions", type=cli.positive_int, default=3, help="finite-difference checks"
+    )
+    group.add_argument(
+        "--fd-eps", type=cli.positive_float, default=1e-5, help="finite-difference step"
+    )
+    return parser
+
+
+QUICK = dict(
+    inner_steps=[1, 2, 5], k_sweep_steps=5, truncate_ks=[1, 2, 5], ref_steps=400, fd_directions=2
+)
+
+
+def main(argv: list[str] | None = None) -> Results:
+    """Run the suite; write `results/accuracy/`; return the `Results`."""
+    args = problem.apply_quick(_parser(), argv, **QUICK)
+    model, x, labels = problem.problem_from_args(args)
+    results = Results("accuracy", problem.config_of(args), args.out, ABOUT)
+    options = dict(method_tol=args.gtol, throw=False)
+
+    ref = reference(model, x, labels, args.ref_steps, args.ref_tol)
+    ref_model = problem.with_solver(model, ref["solver"])
+    key = jax.random.PRNGKey(args.seed + 1)
+    fd = finite_difference_check(
+        ref_model, x, labels, ref["grad"], args.fd_directions, args.fd_eps, key
+    )
+
+    def backend(name, steps, k=None, **extra):
+        if name == "implicit":
+            extra |= {"linear_solver": args.linear_solver, "tol": args.linear_tol}
+        solver = problem.layer_backend(args.layer, name, steps, k, **options, **extra)
+        return problem.cast(solver, x.dtype)
+
+    runs = [(name, t, min(args.truncate_k, t) if name == "truncated" else None, "T")
+            for t in args.inner_steps for name in args.backends]  # fmt: skip
+    if "truncated" in args.backends:
+        sweep = args.k_sweep_steps
+        runs += [("truncated", sweep, k, "k") for k in args.truncate_ks if k <= sweep]
+    if "implicit" in args.backends:
+        runs.append(("implicit", ref["steps"], None, "converged"))
+    cache: dict[tuple, dict[str, Any]] = {}
+
+    def run(name, steps, k, **extra):
+        if (name, steps, k) not in cache:
+            model_ = problem.with_solver(model, backend(name, steps, k, **extra))
+            cache[name, steps, k] = measure(model_, x, labels)
+        return cache[name, steps, k]
+
+    for name, steps, k, sweep in progress(runs, "accuracy", quiet=args.quiet):
+        # no tape through the reference's many steps: the converged row skips Unrolled
+        base = None if sweep == "converged" else run("unrolled", steps, None)["grad"]
+        # the converged row uses the reference's steps and (Nesterov) lr
+        same_lr = sweep == "converged" and ref["lr"] is not None
+        m = run(name, steps, k, **({"lr": ref["lr"]} if same_lr else {}))
+        results.add(
+            backend=name,
+            sweep=sweep,
+            T=steps,
+            k=k,
+            residual=m["residual"],
+            rel_err_ref=relative_error(m["grad"], ref["grad"]),
+            cos_ref=cosine(m["grad"], ref["grad"]),
+            rel_err_unrolled=None if base is None else relative_error(m["grad"], base),
+            cos_unrolled=None if base is None else cosine(m["grad"], base),
+            grad_lr=m["grad_lr"],
+            grad_momentum=m["grad_momentum"],
+        )
+
+    targets = _targets(results.records, ref, fd)
+    _report(results, ref, fd, targets)
+    results.write(
+        [
+            "backend",
+            "sweep",
+            "T",
+            "k",
+            "residual",
+            "rel_err_ref",
+            "cos_ref",
+            "rel_err_unrolled",
+            "cos_unrolled",
+            "grad_lr",
+            "grad_momentum",
+        ],  # fmt: skip
+        extra={
+            "reference": {
+                "steps": ref["steps"],
+                "lr": ref["lr"],
+                "residual": ref["residual"],
+                "tol": args.ref_tol,
+                "grad_norm": float(np.linalg.norm(ref["grad"])),
+                "grad_lr": ref["grad_lr"],
+                "grad_momentum": ref["grad_momentum"],
+            },
+            "finite_differences": fd,
+            "targets": targets,
+        },
+    )
+    return results
+
+
+def _targets(records, ref, fd) -> list[dict[str, Any]]:
+    worst_fd = max(c["relative_difference"] for c in fd)
+    targets = [
+        target(
+            f"reference residual (max-norm of ∇_y E, steps={ref['steps']}) < 1e-10",
+            ref["residual"],
+            ref["residual"] < 1e-10,
+            "the reference's inner solve did not converge: raise --ref-steps",
+        ),
+        target(
+            "reference vs central finite differences (max relative difference) < 1e-5",
+            worst_fd,
+            worst_fd < 1e-5,
+            "finite differences at --fd-eps are not accurate enough for this loss",
+        ),
+    ]
+    converged = [r for r in records if r["sweep"] == "converged"]
+    if converged:
+        err = converged[0]["rel_err_ref"]
+        targets.append(
+            target(
+                f"converged Implicit (T={converged[0]['T']}) relative error <= 1e-6",
+                err,
+                err <= 1e-6,
+                "Implicit's linear solve did not reach --linear-tol",
+            )
+        )
+    return targets
+
+
+def _report(results: Results, ref, fd, targets) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [r for r in results.records if r["sweep"] == "T"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for name in sorted({r["backend"] for r in records}):
+        rows = [r for r in records if r["backend"] == name]
+        ts = [r["T"] for r in rows]
+        axes[0].loglog(ts, [r["rel_err_ref"] for r in rows], "o-", label=name)
+        if name != "unrolled":  # Unrolled against itself is 0
+            axes[1].loglog(ts, [max(r["rel_err_unrolled"], 1e-16) for r in rows], "o-",
+                           label=name)  # fmt: skip
+    for name in sorted({r["backend"] for r in records}):
+        rows = [r for r in records if r["backend"] == name]
+        axes[2].loglog([r["T"] for r in rows], [r["residual"] for r in rows], "o-", label=name)
+    titles = ["vs the true argmin's gradient", "vs Unrolled(T)'s gradient", "forward residual"]
+    ylabels = ["relative gradient error", "relative gradient error (floored at 1e-16)",
+               "final max |∇_y E|"]  # fmt: skip
+    for ax, title, ylabel in zip(axes, titles, ylabels, strict=True):
+        ax.set_xlabel("inner steps T")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend()
+    results.save_figure(fig, "accuracy_vs_steps", "Gradient error and forward residual vs T.")
+    plt.close(fig)
+
+    sweep = [r for r in results.records if r["sweep"] == "k"]
+    if sweep:
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.semilogy([r["k"] for r in sweep], [max(r["rel_err_ref"], 1e-17) for r in sweep], "o-",
+                    label="vs reference")  # fmt: skip
+        ax.semilogy([r["k"] for r in sweep], [max(r["rel_err_unrolled"], 1e-17) for r in sweep],
+                    "s--", label=f"vs Unrolled({sweep[0]['T']})")  # fmt: skip
+        ax.set_xlabel("taped steps k")
+        ax.set_ylabel("relative error")
+        ax.legend()
+        results.save_figure(fig, "truncated_k", f"Truncated(T={sweep[0]['T']}) error over k.")
+        plt.close(fig)
+
+    results.add_section(
+        f"Reference: Implicit + LU, {ref['steps']} steps, tolerance 0, residual "
+        f"{ref['residual']:.3g}, |g| = {np.linalg.norm(ref['grad']):.4g}. Finite differences "
+        "along random unit directions of θ:\n\n"
+        + markdown_table(fd, ["finite_difference", "implicit_lu", "relative_difference"])
+    )
+    if ref["lr"] is not None:
+        results.add_section(
+            "Gradients w.r.t. the inner optimizer's raw lr and momentum: Implicit gives exactly "
+            "zero by design (they do not move the fixed point); Unrolled and Truncated do not.\n\n"
+            + markdown_table(records, ["backend", "T", "grad_lr", "grad_momentum"])
+        )
+    results.add_section(targets_section(targets))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""Recommend a differentiation backend for a layer, from short probes on the user's data."""
+
+import dataclasses
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Bool, Float
+
+import solvers
+
+from ._abstract import AbstractSolvedAggregation
+
+
+@dataclasses.dataclass(frozen=True)
+class Recommendation:
+    """What [`eqx_agg.recommend_backend`][] returns.
+
+    - `backend`: `"implicit"`, `"unrolled"` or `"truncated"`; `steps`: inner steps `T`;
+      `k`: taped steps (Truncated only, else None).
+    - `solver`: that backend, built with the layer's forward method: pass it to the layer.
+    - `reasons`: the measured facts the choice rests on, one sentence each.
+    - `measurements`: one dict per probe (backend, T, k, residual, cosine, MB, ms).
+    """
+
+    backend: str
+    steps: int
+    k: int | None
+    solver: solvers.AbstractBackend
+    reasons: list[str]
+    measurements: list[dict[str, Any]]
+
+
+def recommend_backend(
+    layer: AbstractSolvedAggregation,
+    x_batch: Float[Array, "b n d"],
+    mask: Bool[Array, "b n"] | None = None,
+    *,
+    steps: Sequence[int] = (5, 10, 20, 50),
+    ks: Sequence[int] = (1, 2, 5),
+    tol: float | None = None,
+    agreement: float = 0.99,
+    memory_budget: float | None = None,
+    repeats: int = 3,
+    seed: int = 0,
+    progress: bool | Callable[[str], Any] = False,
+) -> Recommendation:
+    """Probe `layer` on a batch of your sets and recommend a backend, `T` and `k`.
+
+    The probe loss is a fixed random linear functional of the layer's outputs. Its gradient
+    w.r.t. the layer's parameters (outside the solver) and the inputs `x_batch` (what an
+    encoder before the layer receives) is computed with each backend, every one running the
+    layer's own forward method (its lr, momentum, tolerance). For each `T` in `steps` the
+    probes measure the forward residual, the compiled forward+backward memory and median
+    time, and the cosine similarity of each gradient to Unrolled's at the largest `T`.
+
+    Rule: the smallest `T` whose residual is below `tol` (default: the method's tolerance,
+    or 1e-3) counts as converged; there Implicit is recommended if its gradient agrees
+    (cosine ≥ `agreement`) with Unrolled's at the largest `T`, since its memory does not
+    grow with `T`. Otherwise the inner problem is not solved within `steps`, and what
+    training sees is the gradient of the procedure: Unrolled at the smallest `T` whose
+    gradient agrees with Unrolled's at the largest `T` or, when that needs more than
+    `memory_budget` MB, Truncated with the smallest `k` in `ks` that fits and agrees.
+
+    **Arguments:**
+
+    - `layer`: an EA layer or a transport layer (an [`eqx_agg.AbstractSolvedAggregation`][]).
+    - `x_batch`: `[b, n, d]`, a representative batch; `mask`: optional `[b, n]`.
+    - `steps`, `ks`: candidate `T` and Truncated `k`.
+    - `tol`, `agreement`, `memory_budget`: the thresholds above (`memory_budget` in MB).
+    - `repeats`: timed runs per probe; `seed`: of the probe functional.
+    - `progress`: True to report each probe on stderr, or a function taking a message.
+
+    **Returns:** a [`eqx_agg.Recommendation`][].
+    """
+    if x_batch.ndim != 3:
+        raise ValueError(f"x_batch must have shape [b, n, d], got shape {x_batch.shape}")
+    if mask is not None and mask.shape != x_batch.shape[:2]:
+        raise ValueError(f"mask must have shape {x_batch.shape[:2]}, got shape {mask.shape}")
+    if not steps or min(steps) < 1 or (ks and min(ks) < 1):
+        raise ValueError(f"steps and ks must be positive ints, got {steps} and {ks}")
+    say = _reporter(progress)
+    steps = sorted(steps)
+    method = layer.solver.method
+    tol = (getattr(method, "gtol", None) or 1e-3) if tol is None else tol
+    out = jax.eval_shape(jax.vmap(layer), x_batch, mask)
+    cotangent = jax.random.normal(jax.random.PRNGKey(seed), out.shape, out.dtype)
+    probes: dict[tuple[str, int, int | None], dict[str, Any]] = {}
+
+    def probe(name: str, t: int, k: int | None = None) -> dict[str, Any]:
+        if (name, t, k) not in probes:
+            say(f"recommend_backend: probing {_label(name, t, k)}")
+            solver = _backend(name, t, k, method)
+            probes[name, t, k] = _probe(layer, solver, x_batch, mask, cotangent, repeats)
+        return probes[name, t, k]
+
+    for t in steps:
+        for name in ("unrolled", "implicit"):
+            probe(name, t)
+    largest = steps[-1]
+    target = probes["unrolled", largest, None]["grad"]
+    cos = {key: _cosine(p["grad"], target) for key, p in probes.items()}
+    residual = {t: probes["unrolled", t, None]["residual"] for t in steps}
+    reasons: list[str] = []
+    choice: tuple[str, int, int | None] | None = None
+    converged = [t for t in steps if residual[t] < tol]
+    if converged:
+        t = converged[0]
+        implicit, unrolled = probes["implicit", t, None], probes["unrolled", t, None]
+        reasons.append(f"the forward converged at T={t}: residual {residual[t]:.2g} < tol={tol:g}")
+        if cos["implicit", t, None] >= agreement:
+            choice = ("implicit", t, None)
+            reasons.append(
+                f"Implicit's gradient agrees with Unrolled(T={largest})'s: cosine "
+                f"{cos['implicit', t, None]:.4f} >= agreement={agreement}"
+            )
+            reasons.append(
+                f"Implicit needs {implicit['MB']:.1f} MB ({implicit['MB'] / unrolled['MB']:.2f}x "
+                f"Unrolled's) and {implicit['ms']:.1f} ms ({implicit['ms'] / unrolled['ms']:.2f}x) "
+                f"at T={t}, and its memory does not grow with T"
+            )
+        else:
+            reasons.append(
+                f"but Implicit's gradient disagrees with Unrolled(T={largest})'s: cosine "
+                f"{cos['implicit', t, None]:.4f} < agreement={agreement}"
+            )
+    else:
+        reasons.append(
+            f"the forward did not converge at any T in steps (residual {residual[largest]:.2g} "
+            f">= tol={tol:g} at T={largest}), so Implicit's gradient is not the gradient of "
+            "the computed output"
+        )
+    if choice is None:
+        t = next(t for t in steps if cos["unrolled", t, None] >= agreement)
+        if t < largest:
+            reasons.append(
+                f"Unrolled(T={t})'s gradient agrees with Unrolled(T={largest})'s: cosine "
+                f"{cos['unrolled', t, None]:.4f}"
+            )
+        else:
+            closest = max((cos["unrolled", s, None] for s in steps[:-1]), default=0.0)
+            reasons.append(
+                f"no smaller T agrees with Unrolled(T={t}) (best cosine {closest:.4f} < "
+                f"agreement={agreement}): the gradient still changes with T, so the largest "
+                "T is kept; probe larger values in steps for a firmer answer"
+            )
+        choice = ("unrolled", t, None)
+        needed = probes["unrolled", t, None]["MB"]
+        if memory_budget is not None and needed > memory_budget:
+            reasons.append(f"Unrolled(T={t}) needs {needed:.1f} MB > memory_budget={memory_budget}")
+            for k in [k for k in sorted(ks) if k < t]:
+                p = probe("truncated", t, k)
+                c = _cosine(p["grad"], target)
+                if c >= agreement and p["MB"] <= memory_budget:
+                    choice = ("truncated", t, k)
+                    reasons.append(
+                        f"Truncated(T={t}, k={k}) fits ({p['MB']:.1f} MB) with cosine {c:.4f}"
+                    )
+                    break
+            else:
+                reasons.append("no k in ks fits memory_budget with agreement; kept Unrolled")
+    measurements = [
+        {
+            "backend": name,
+            "T": t,
+            "k": k,
+            "residual": p["residual"],
+            "cosine_to_unrolled_max_T": _cosine(p["grad"], target),
+            "MB": p["MB"],
+            "ms": p["ms"],
+        }
+        for (name, t, k), p in probes.items()
+    ]
+    name, t, k = choice
+    return Recommendation(name, t, k, _backend(name, t, k, method), reasons, measurements)
+
+
+def _label(name: str, t: int, k: int | None) -> str:
+    return f"{name.capitalize()}(T={t}{'' if k is None else f', k={k}'})"
+
+
+def _reporter(progress: bool | Callable[[str], Any]) -> Callable[[str], Any]:
+    if callable(progress):
+        return progress
+    if progress:
+        return lambda message: print(message, file=sys.stderr, flush=True)
+    return lambda message: None
+
+
+def _backend(name: str, t: int, k: int | None, method) -> solvers.AbstractBackend:
+    """Backend `name` with the layer's forward method (throwing nothing: probes report)."""
+    if name == "unrolled":
+        return solvers.Unrolled(t, method=method, throw=False)
+    if name == "implicit":
+        return solvers.Implicit(t, method=method, throw=False)
+    return solvers.Truncated(t, k, method=method, throw=False)
+
+
+def _probe(layer, solver, x, mask, cotangent, repeats: int) -> dict[str, Any]:
+    """The probe gradient (flat), the largest forward residual, compiled MB and median ms."""
+    candidate = eqx.tree_at(lambda m: m.solver, layer, solver)
+    params, static = eqx.partition(candidate, eqx.is_array)
+
+    def gradient_and_residual(params, x):
+        model = eqx.combine(params, static)
+
+        def loss(both):
+            return jnp.sum(jax.vmap(both[0])(both[1], mask) * cotangent)
+
+        grads = eqx.filter_grad(loss)((model, x))
+        theta_and_x = (eqx.tree_at(lambda g: g.solver, grads[0], None), grads[1])
+        flat = ravel_pytree(eqx.filter(theta_and_x, eqx.is_array))[0]
+        residual = jax.vmap(model.solve)(x, mask).stats.grad_max_norm
+        return flat, jnp.max(residual)
+
+    compiled = jax.jit(gradient_and_residual).lower(params, x).compile()
+    grad, residual = compiled(params, x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(params, x))
+        times.append(time.perf_counter() - start)
+    memory = compiled.memory_analysis()
+    total = memory.temp_size_in_bytes + memory.argument_size_in_bytes
+    total += memory.output_size_in_bytes
+    return {
+        "grad": np.asarray(grad),
+        "residual": float(residual),
+        "MB": total / 1e6,
+        "ms": 1e3 * statistics.median(times),
+    }
+
+
+def _cosine(g: np.ndarray, reference: np.ndarray) -> float:
+    """Cosine similarity of two flat gradients (0 when either is zero)."""
+    norms = np.linalg.norm(g) * np.linalg.norm(reference)
+    return float(g @ reference / norms) if norms > 0 else 0.0
