@@ -25,8 +25,11 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# The transport-layer tests run in processes of their own: twice in a full run an XLA CPU
+# compile of theirs crashed its worker (segfault, not reproducible in isolation).
 test: lint
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 -q tests/test_transport_layers.py
+	$(PY) -m pytest -n 2 -q --ignore=tests/test_transport_layers.py
 
 bench: $(STAMP)
 	$(PY) -m benchmarks default

@@ -11,6 +11,10 @@ COMMANDS = {
     "memory": ("benchmarks.backends.memory", "compiled memory of each backend vs T"),
     "timing": ("benchmarks.backends.timing", "time of each backend vs T, and of the baselines"),
     "convergence": ("benchmarks.backends.convergence", "inner-loop residual and energy per step"),
+    "time-to-accuracy": (
+        "benchmarks.backends.time_to_accuracy",
+        "held-out error vs training time, per backend",
+    ),
     "select": ("benchmarks.backends.select", "the recommended backend, T, k for the median model"),
     "median": ("benchmarks.tasks.median", "paper 5.1: the median of 100 numbers, MSE vs D"),
     "counting": ("benchmarks.tasks.counting", "paper 5.2: count the classes in 16 images"),
@@ -23,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in {"-h", "--help"} or argv[0] not in COMMANDS:
         print("usage: python -m benchmarks <command> [--help | flags]\n\ncommands:")
         for name, (_, description) in COMMANDS.items():
-            print(f"  {name:<12} {description}")
+            print(f"  {name:<17} {description}")
         if argv and argv[0] not in {"-h", "--help"}:
             sys.exit(f"\nunknown command {argv[0]!r}")
         return

@@ -7,6 +7,7 @@ from ._abstract import AbstractSolvedAggregation as AbstractSolvedAggregation
 from ._aggregation import EquilibriumAggregation as EquilibriumAggregation
 from ._factory import POOLINGS as POOLINGS
 from ._factory import make_pooling as make_pooling
+from ._inner_steps import with_inner_steps as with_inner_steps
 from ._mlp import ResidualMLP as ResidualMLP
 from ._otke import OTKE as OTKE
 from ._recommend import Recommendation as Recommendation

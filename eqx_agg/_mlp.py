@@ -4,6 +4,7 @@ from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 
@@ -59,15 +60,50 @@ class ResidualMLP(eqx.Module):
         self.residual = residual
 
     def __call__(self, x: Float[Array, " i"]) -> Float[Array, " o"]:
+        return self.from_first_layer(*self.first_layer_part(x))
+
+    def first_layer_part(
+        self, part: Float[Array, " p"], start: int = 0, bias: bool = True
+    ) -> tuple[Float[Array, " w"], Float[Array, " w"]]:
+        """The first layer's linear output and skip from the inputs `start : start + p` alone.
+
+        The first layer is linear before its norm, so for `x = concat[a, b]` the parts add up:
+        `first_layer_part(a, 0) + first_layer_part(b, len(a), bias=False)` is the part of the
+        whole `x`. A caller whose `a` is fixed computes its part once (the x-part of a potential
+        `F(x, y)` evaluated at many `y`). Returns `(linear, skip)`, each of the first width.
+        """
+        layer, projection = self.layers[0], self.projections[0]
+        stop = start + part.shape[0]
+        linear = layer.weight[:, start:stop] @ part
+        if bias and layer.bias is not None:
+            linear = linear + layer.bias
+        if not self.residual:
+            skip = jnp.zeros_like(linear)  # unused
+        elif projection is None:  # identity skip: `part` in its place of the input
+            skip = jnp.zeros(layer.weight.shape[1], part.dtype).at[start:stop].set(part)
+        else:
+            skip = projection.weight[:, start:stop] @ part
+            if bias and projection.bias is not None:
+                skip = skip + projection.bias
+        return linear, skip
+
+    def from_first_layer(
+        self, linear: Float[Array, " w"], skip: Float[Array, " w"]
+    ) -> Float[Array, " o"]:
+        """The output from the first layer's linear output and skip (`first_layer_part`)."""
+        x = None  # the previous layer's output, from the second layer on
         last = len(self.layers) - 1
         for i, (layer, norm, projection) in enumerate(
             zip(self.layers, self.norms, self.projections, strict=True)
         ):
-            h = layer(x)
+            if i == 0:
+                h = linear
+            else:
+                h = layer(x)
+                skip = x if projection is None else projection(x)
             if i < last:
                 if norm is not None:
                     h = norm(h)
                 h = self.activation(h)
-            skip = x if projection is None else projection(x)
             x = skip + h if self.residual else h
         return x

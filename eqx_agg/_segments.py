@@ -8,18 +8,27 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
 
+def segment_sum(
+    data: Float[Array, "n ..."], segment_ids: Int[Array, " n"], num_segments: int
+) -> Float[Array, "s ..."]:
+    """`jax.ops.segment_sum`; a plain (deterministic, scatter-free) sum for a single set."""
+    if num_segments == 1:
+        return jnp.sum(data, axis=0, keepdims=True)
+    return jax.ops.segment_sum(data, segment_ids, num_segments)
+
+
 def segment_counts(
     segment_ids: Int[Array, " n"], num_segments: int, mask: Bool[Array, " n"], dtype: Any
 ) -> Float[Array, " s"]:
     """Number of unmasked elements in each set."""
-    return jax.ops.segment_sum(mask.astype(dtype), segment_ids, num_segments)
+    return segment_sum(mask.astype(dtype), segment_ids, num_segments)
 
 
 def segment_masked_sum(
     x: Float[Array, "n d"], segment_ids: Int[Array, " n"], num_segments: int, mask
 ) -> Float[Array, "s d"]:
     """Sum of the unmasked rows of each set."""
-    return jax.ops.segment_sum(jnp.where(mask[:, None], x, 0), segment_ids, num_segments)
+    return segment_sum(jnp.where(mask[:, None], x, 0), segment_ids, num_segments)
 
 
 def segment_masked_mean(

@@ -32,7 +32,7 @@ class AbstractBackend(eqx.Module):
     A backend runs a forward `method` (an [`solvers.AbstractMethod`][]: [`solvers.Nesterov`][]
     by default) for at most `steps` steps, and decides what the backward pass sees; it is
     written once against the method interface, so any method composes with any backend.
-    Subclass this with `_iterate` to add a backend.
+    Subclass this with `_iterate` and `with_steps` to add a backend.
 
     When `throw` is true a failure raises at run time (`eqx.error_if`, which works under `jit`
     and `vmap`); otherwise it is reported in `Solution.stats`.
@@ -62,6 +62,11 @@ class AbstractBackend(eqx.Module):
         bounds: Bounds | None,
     ) -> tuple[Any, dict[str, Array]]:
         """Run the method; return its final state and the per-step records `[b, steps]`."""
+
+    @abc.abstractmethod
+    def with_steps(self, steps: int) -> "AbstractBackend":
+        """This backend with `steps` inner steps, the rest unchanged (the same forward method
+        and its learned parameters): e.g. more steps at test than in training."""
 
     def _check_convergence(self, y: Array, converged: Array) -> Array:
         """A hook for backends whose gradient needs a converged forward (Implicit)."""

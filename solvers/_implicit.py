@@ -124,6 +124,19 @@ class Implicit(AbstractBackend):
         self.throw = throw
         self.report = report
 
+    def with_steps(self, steps: int) -> "Implicit":
+        """With a cap of `steps` forward steps."""
+        return Implicit(
+            steps,
+            method=self.method,
+            linear_solver=self.linear_solver,
+            ridge=self.ridge,
+            tol=self.tol,
+            maxiter=self.maxiter,
+            throw=self.throw,
+            report=self.report,
+        )
+
     @property
     def separable_only(self) -> bool:
         return self.method.separable_only or self.linear_solver == "diagonal"

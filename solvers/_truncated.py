@@ -54,6 +54,11 @@ class Truncated(AbstractBackend):
         self.method = method_from(method, lr, momentum, gtol, clip, default_gtol=1e-3)
         self.throw = throw
 
+    def with_steps(self, steps: int) -> "Truncated":
+        """With `steps` inner steps and `min(k, steps)` taped ones."""
+        k = min(self.k, check_steps(steps, "steps"))
+        return Truncated(steps, k, method=self.method, throw=self.throw)
+
     def _iterate(
         self,
         method: AbstractMethod,

@@ -45,6 +45,9 @@ class Unrolled(AbstractBackend):
         self.method = method_from(method, lr, momentum, gtol, clip, default_gtol=1e-3)
         self.throw = throw
 
+    def with_steps(self, steps: int) -> "Unrolled":
+        return Unrolled(steps, method=self.method, throw=self.throw)
+
     def _iterate(
         self,
         method: AbstractMethod,

@@ -32,3 +32,14 @@ def test_targets_report_misses():
     ratio, flat = memory.targets_of(records)
     assert ratio["measured"] == 0.2 and not ratio["met"] and ratio["why"]
     assert flat["measured"] == 1.0 and not flat["met"] and flat["why"]
+
+
+def test_met_targets_carry_no_reason():
+    records = [
+        {"backend": "unrolled", "T": 5, "total_MB": 100},
+        {"backend": "unrolled", "T": 100, "total_MB": 1000},
+        {"backend": "implicit", "T": 5, "total_MB": 50},
+        {"backend": "implicit", "T": 100, "total_MB": 50},
+    ]
+    for goal in memory.targets_of(records):
+        assert goal["met"] and goal["why"] == ""

@@ -2,6 +2,7 @@
 suites, helps show defaults, and bad values are one-line usage errors."""
 
 import importlib
+import re
 import subprocess
 import sys
 
@@ -10,8 +11,8 @@ import pytest
 from benchmarks import __main__ as cli
 from benchmarks import default
 
-COMMANDS = ["default", "accuracy", "memory", "timing", "convergence", "select", "median",
-            "counting", "molecules"]  # fmt: skip
+COMMANDS = ["default", "accuracy", "memory", "timing", "convergence", "time-to-accuracy",
+            "select", "median", "counting", "molecules"]  # fmt: skip
 
 
 def test_commands_registered():
@@ -33,6 +34,8 @@ def test_help_shows_defaults_and_examples(command):
     assert done.returncode == 0
     assert "(default: " in done.stdout and "examples:\n  python -m benchmarks" in done.stdout
     assert "issue" not in done.stdout.lower() and "item " not in done.stdout
+    # one default per flag: none after a help text that names its own
+    assert not re.search(r"default: [^()]*\) \(default:", " ".join(done.stdout.split()))
 
 
 @pytest.mark.parametrize(

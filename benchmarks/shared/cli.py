@@ -12,7 +12,13 @@ import argparse
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in every help line; the description printed as written."""
+    """Defaults in every help line (unless the line names its own); the description printed
+    as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if "default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def parser(command: str, description: str | None) -> argparse.ArgumentParser:

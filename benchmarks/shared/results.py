@@ -48,7 +48,12 @@ def target(description: str, measured: float, met: bool, why: str = "") -> dict[
     is not, why (one line; required)."""
     if not met and not why:
         raise ValueError(f"the unmet target {description!r} needs its one-line reason")
-    return {"target": description, "measured": measured, "met": bool(met), "why": why}
+    return {
+        "target": description,
+        "measured": measured,
+        "met": bool(met),
+        "why": "" if met else why,
+    }
 
 
 def targets_section(targets: Sequence[dict[str, Any]]) -> str:

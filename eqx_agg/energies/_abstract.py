@@ -10,7 +10,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree, Scalar
 
 import solvers
 
-from .._segments import segment_counts
+from .._segments import segment_counts, segment_sum
 
 SCALE_EPS = 1e-8
 """ε of the scaled energy, eq. 13."""
@@ -111,12 +111,13 @@ class AbstractEnergy(eqx.Module):
     ) -> Float[Array, " s"]:
         """`segment_energies` from the output of `prepare` (what the solver evaluates)."""
         num_segments = y.shape[0]
-        potentials = jax.vmap(self.prepared_potential)(elements, y[segment_ids])
+        if num_segments == 1:  # one set: no gather of y per element
+            potentials = jax.vmap(self.prepared_potential, (0, None))(elements, y[0])
+        else:
+            potentials = jax.vmap(self.prepared_potential)(elements, y[segment_ids])
         potentials = jnp.where(mask, potentials, 0)
         counts = segment_counts(segment_ids, num_segments, mask, y.dtype)
-        total = jax.vmap(self.regulariser)(y) + jax.ops.segment_sum(
-            potentials, segment_ids, num_segments
-        )
+        total = jax.vmap(self.regulariser)(y) + segment_sum(potentials, segment_ids, num_segments)
         if self.scaled:
             total = total / (counts + SCALE_EPS) * jnp.log2(counts + 1)
         return jnp.where(counts > 0, total, 0.5 * jnp.sum(y**2, axis=-1))

@@ -17,7 +17,8 @@ def add_backend_flags(
     choose_backend: bool = True,
 ) -> None:
     """Add `--backend` (unless `choose_backend` is False: a task comparing backends has its
-    own `--backends`), `--inner-steps`, `--truncate-k`, `--inner-lr` to `parser`.
+    own `--backends`), `--inner-steps`, `--eval-inner-steps`, `--truncate-k`, `--inner-lr` to
+    `parser`.
 
     `--backend` and `--inner-steps` take one value, or one per EA layer
     (`--backend implicit unrolled`).
@@ -31,6 +32,10 @@ def add_backend_flags(
     group.add_argument(
         "--inner-steps", type=cli.positive_int, nargs="+", default=[inner_steps],
         help="inner steps T (one, or one per EA layer; Implicit: a cap)",
+    )  # fmt: skip
+    group.add_argument(
+        "--eval-inner-steps", type=cli.positive_int, default=None,
+        help="inner steps T at evaluation, in every EA layer (default: as in training)",
     )  # fmt: skip
     group.add_argument(
         "--truncate-k", type=cli.positive_int, default=truncate_k,

@@ -30,6 +30,9 @@ class TrainConfig:
     - `resume`: continue from the checkpoint in `checkpoint_dir` when there is one.
     - `data_parallel`: shard the batch across every visible device when there are several.
     - `quiet`: no progress bar.
+    - `eval_inner_steps`: evaluate with this many inner steps in every solved layer
+      (`eqx_agg.with_inner_steps`; the paper's E.2: fewer in training than at test). None:
+      as trained.
     """
 
     steps: int = 1000
@@ -45,6 +48,7 @@ class TrainConfig:
     resume: bool = False
     data_parallel: bool = True
     quiet: bool = False
+    eval_inner_steps: int | None = None
 
     def __post_init__(self):
         for name in ("steps", "eval_every", "log_every"):
@@ -52,6 +56,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.eval_inner_steps is not None and self.eval_inner_steps < 1:
+            raise ValueError(f"eval_inner_steps must be at least 1, got {self.eval_inner_steps}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if self.resume and self.checkpoint_dir is None:
@@ -127,6 +133,7 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
         resume=args.resume,
         data_parallel=not args.single_device,
         quiet=args.quiet,
+        eval_inner_steps=getattr(args, "eval_inner_steps", None),
     )
     return dataclasses.replace(config, **overrides)
 

@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+import eqx_agg
+
 from ..results import progress
 from ._config import TrainConfig
 from ._sharding import data_parallel_mesh, replicate, shard_batch
@@ -41,7 +43,9 @@ def train(
       every `config.eval_every` steps and after the last step.
 
     **Returns:** the trained model and `{"train": [...], "eval": [...]}`, lists of records
-    (`{"step", "loss", <metrics>, "seconds"}` and `{"step", <evaluate's keys>}`), which are
+    (`{"step", "loss", <metrics>, "seconds"}` and `{"step", "train_seconds", <evaluate's
+    keys>}`; `train_seconds` is the wall-clock of this run's training so far, compilation
+    included and evaluations excluded), which are
     also written as JSON lines to `config.log_path`. With `config.resume` a run restarts from
     the checkpoint in `config.checkpoint_dir` and its history continues.
     """
@@ -57,10 +61,12 @@ def train(
     if mesh is not None:
         model, opt_state = replicate((model, opt_state), mesh)
     step_fn = _make_step(loss_fn, optimizer)
+    if evaluate is not None and config.eval_inner_steps is not None:
+        evaluate = _at_inner_steps(evaluate, config.eval_inner_steps)
     base_key = jax.random.PRNGKey(config.seed)
     if evaluate is not None and start == 0:
-        _record(history, "eval", {"step": 0, **evaluate(model, 0)}, log)
-    clock = time.perf_counter()
+        _record(history, "eval", {"step": 0, "train_seconds": 0.0, **evaluate(model, 0)}, log)
+    clock, evaluating = time.perf_counter(), 0.0
     bar = progress(range(start, config.steps), "train", config.steps - start, config.quiet)
     try:
         for step in bar:
@@ -79,8 +85,12 @@ def train(
                 _record(history, "train", record, log)
                 bar.set_postfix(loss=f"{record['loss']:.4g}")
             if evaluate is not None and (done % config.eval_every == 0 or last):
-                record = {"step": done, **evaluate(model, done)}
+                jax.block_until_ready(loss)
+                paused = time.perf_counter()
+                train_seconds = paused - clock - evaluating
+                record = {"step": done, "train_seconds": train_seconds, **evaluate(model, done)}
                 _record(history, "eval", record, log)
+                evaluating += time.perf_counter() - paused
             checkpoint_now = config.checkpoint_every and done % config.checkpoint_every == 0
             if config.checkpoint_dir is not None and (checkpoint_now or last):
                 save_checkpoint(config.checkpoint_dir, (model, opt_state), done, history)
@@ -93,6 +103,11 @@ def train(
 def count_parameters(model) -> int:
     """Number of array elements in `model` (the parameter count the result tables report)."""
     return sum(leaf.size for leaf in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array)))
+
+
+def _at_inner_steps(evaluate, steps: int):
+    """`evaluate` of the model with `steps` inner steps in every solved layer."""
+    return lambda model, step: evaluate(eqx_agg.with_inner_steps(model, steps), step)
 
 
 def _learning_rate(config: TrainConfig) -> float | optax.Schedule:

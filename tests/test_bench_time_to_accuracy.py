@@ -1,0 +1,39 @@
+"""`python -m benchmarks time-to-accuracy --quick`: every backend trained on the same batches,
+each seed's held-out curve against training time, and the time-to-target table."""
+
+import json
+
+import numpy as np
+
+from benchmarks.backends import time_to_accuracy
+
+
+def test_quick_run_compares_backends_against_unrolled(tmp_path):
+    time_to_accuracy.main(["--quick", "--quiet", "--out", str(tmp_path)])
+    payload = json.loads((tmp_path / "results.json").read_text())
+    rows = payload["records"]
+    assert [r["variant"] for r in rows] == [
+        "unrolled T=5", "implicit", "truncated k=2", "unrolled T=2→5"
+    ]  # fmt: skip
+    reference = rows[0]
+    # the target is Unrolled's mean final MSE + its seed std: every Unrolled seed is within it
+    assert reference["reached"] == "2/2" and reference["vs_unrolled"] == 1.0
+    assert reference["target_mse"] >= reference["mse"]
+    for row in rows:
+        assert np.isfinite(row["mse"]) and row["steps_per_s"] > 0 and row["total_MB"] > 0
+        assert row["residual"] >= 0
+        reached, seeds = map(int, row["reached"].split("/"))
+        # the median over seeds, a seed that never reaches the target being infinitely slow
+        assert (row["time_to_target_s"] is None) == (reached < seeds // 2 + 1)
+    for runs in payload["curves"].values():
+        assert len(runs) == 2  # seeds
+        for run in runs:
+            assert [r["step"] for r in run] == [0, 5, 10, 15, 20]
+            seconds = [r["train_seconds"] for r in run]
+            assert seconds[0] == 0 and np.all(np.diff(seconds) > 0)
+    # the seeds train differently
+    first = payload["curves"]["1/unrolled T=5"]
+    assert first[0][-1]["mse"] != first[1][-1]["mse"]
+    [goal] = payload["targets"]
+    assert goal["met"] or goal["why"]
+    assert (tmp_path / "time_to_accuracy.png").exists()

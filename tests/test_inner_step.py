@@ -1,0 +1,77 @@
+"""The cheaper inner step computes the same energy: the Neural potential's x-part prepared once
+per solve, and plain reductions for a single set, against the direct `F(concat[x, y])` path."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import eqx_agg
+import solvers
+from eqx_agg.energies import AbstractEnergy
+
+from .helpers import random_set
+
+
+class Unprepared(eqx_agg.energies.Neural):
+    """The Neural energy evaluated as before: `F(x_i, y) = mean(net(concat[x_i, y])²)` at
+    every inner step."""
+
+    prepare = AbstractEnergy.prepare
+    prepared_potential = AbstractEnergy.prepared_potential
+
+
+# first width == d + m: the first skip is the identity; otherwise a projection
+@pytest.mark.parametrize("widths", [(10, 6, 4), (7, 5), (12,)])
+def test_prepared_neural_energy_is_the_concatenated_one(widths):
+    d, m = 3, 4
+    key = jax.random.PRNGKey(0)
+    prepared = eqx_agg.energies.Neural(d, m, widths=widths, key=key)
+    direct = Unprepared(d, m, widths=widths, key=key)
+    x = random_set(1, 9, d, scale=3.0)
+    ids = jnp.array([0, 0, 2, 1, 1, 1, 2, 0, 1])
+    mask = jnp.array([1, 1, 1, 0, 1, 1, 1, 1, 0], bool)
+    y = random_set(2, 3, m)
+    np.testing.assert_allclose(
+        prepared.segment_energies(x, y, ids, mask),
+        direct.segment_energies(x, y, ids, mask),
+        rtol=1e-13,
+    )
+    one = jnp.zeros(9, jnp.int32)  # a single set: the scatter-free sums
+    np.testing.assert_allclose(
+        prepared.segment_energies(x, y[:1], one, mask),
+        direct.segment_energies(x, y[:1], one, mask),
+        rtol=1e-13,
+    )
+
+
+@pytest.mark.parametrize("backend", ["unrolled", "implicit"])
+def test_layer_values_and_gradients_match_the_direct_potential(backend):
+    d = 3
+    key = jax.random.PRNGKey(3)
+    solver = {
+        "unrolled": lambda: solvers.Unrolled(10),
+        "implicit": lambda: solvers.Implicit(steps=300),
+    }[backend]()
+    layers = [
+        eqx_agg.EquilibriumAggregation(cls(d, 4, widths=(16, 8), key=key), solver)
+        for cls in (eqx_agg.energies.Neural, Unprepared)
+    ]
+    x = random_set(4, 11, d)
+    mask = jnp.arange(11) < 8
+
+    def value_and_grads(layer):
+        def loss(both):
+            layer, x = both
+            return jnp.sum(jnp.sin(layer(x, mask)))
+
+        return eqx.filter_value_and_grad(loss)((layer, x))
+
+    (v_prepared, g_prepared), (v_direct, g_direct) = map(value_and_grads, layers)
+    np.testing.assert_allclose(v_prepared, v_direct, rtol=1e-12)
+    leaves_p = jax.tree_util.tree_leaves(eqx.filter(g_prepared, eqx.is_inexact_array))
+    leaves_d = jax.tree_util.tree_leaves(eqx.filter(g_direct, eqx.is_inexact_array))
+    assert len(leaves_p) == len(leaves_d) > 4
+    for a, b in zip(leaves_p, leaves_d, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
