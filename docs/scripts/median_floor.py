@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 import eqx_agg
 import solvers
-from benchmarks.data.median import median_sets
+from benchmarks.shared.data.median import median_sets
 
 SMOOTHINGS = (0.003, 0.01, 0.03, 0.1)
 LRS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)

@@ -1,5 +1,5 @@
-"""The training loop shared by the paper's tasks (`benchmarks.median`, `benchmarks.counting`,
-`benchmarks.molecules`).
+"""The training loop shared by the paper's tasks (`benchmarks.tasks.median`,
+`benchmarks.tasks.counting`, `benchmarks.tasks.molecules`) and the time-to-accuracy suite.
 
 API:
 
