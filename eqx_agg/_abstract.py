@@ -9,7 +9,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, Scalar
 
 import solvers
 
-from ._checks import check_set
+from ._checks import check_mask, check_segment_range, check_segments, check_set
 
 
 class AbstractAggregation(eqx.Module):
@@ -89,6 +89,30 @@ class AbstractSolvedAggregation(AbstractAggregation):
         mask: Bool[ArrayLike, " n"] | None = None,
     ) -> solvers.Solution:
         """Solve every set stored together: `value: [s, k]`, stats `[s]`."""
+
+    def _checked_segments(
+        self,
+        x: Float[ArrayLike, "n d"],
+        segment_ids: Int[ArrayLike, " n"],
+        num_segments: int,
+        mask: Bool[ArrayLike, " n"] | None,
+    ) -> tuple[Float[Array, "n d"], Int[Array, " n"], Bool[Array, " n"]]:
+        """The inputs of `solve_segments`, validated: `[n, d]` with a size the layer takes,
+        segment ids in range, a `[n]` mask, and (with `solver.throw`) no NaN or inf in an
+        unmasked row; returns `(x, segment_ids, mask)` with the masked rows of `x` zeroed."""
+        x = jnp.asarray(x)
+        check_set(x)
+        self.output_size(x.shape[1])  # raises on a size the layer cannot take
+        check_segments(segment_ids, num_segments, x)
+        mask = check_mask(mask, x)
+        segment_ids = check_segment_range(jnp.asarray(segment_ids), num_segments, mask)
+        if self.solver.throw:
+            x = eqx.error_if(
+                x,
+                jnp.any(mask[:, None] & ~jnp.isfinite(x)),
+                f"{type(self).__name__} got NaN or inf in an unmasked row of x",
+            )
+        return jnp.where(mask[:, None], x, 0), segment_ids, mask
 
     def solve(
         self, x: Float[ArrayLike, "n d"], mask: Bool[ArrayLike, " n"] | None = None

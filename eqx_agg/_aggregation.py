@@ -3,12 +3,11 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Bool, Float, Int
+from jaxtyping import ArrayLike, Bool, Float, Int
 
 import solvers
 
 from ._abstract import AbstractSolvedAggregation
-from ._checks import check_mask, check_segment_range, check_segments, check_set
 from .energies import AbstractEnergy
 
 
@@ -63,18 +62,7 @@ class EquilibriumAggregation(AbstractSolvedAggregation):
         `[0, num_segments)`), all solved in one iteration, each stopping at its own tolerance,
         gradients per set: a [`solvers.Solution`][] with `value: [s, k]` and per-set stats
         `[s]`. An empty set gives the readout of `y0 = 0`."""
-        x = jnp.asarray(x)
-        _check_elements(x, self.energy)
-        check_segments(segment_ids, num_segments, x)
-        mask = check_mask(mask, x)
-        segment_ids = check_segment_range(jnp.asarray(segment_ids), num_segments, mask)
-        if self.solver.throw:
-            x = eqx.error_if(
-                x,
-                jnp.any(mask[:, None] & ~jnp.isfinite(x)),
-                "EquilibriumAggregation got NaN or inf in an unmasked row of x",
-            )
-        x = jnp.where(mask[:, None], x, 0)
+        x, segment_ids, mask = self._checked_segments(x, segment_ids, num_segments, mask)
         m = self.energy.aggregate_size(x.shape[1])
         y0 = jnp.zeros((num_segments, m), jnp.result_type(x.dtype, jnp.float32))
         elements = self.energy.prepare(x, segment_ids, num_segments, mask)
@@ -88,9 +76,3 @@ class EquilibriumAggregation(AbstractSolvedAggregation):
 def _energies(y, args):
     energy, elements, segment_ids, mask = args
     return energy.prepared_energies(elements, y, segment_ids, mask)
-
-
-def _check_elements(x: Array, energy: AbstractEnergy) -> int:
-    n = check_set(x)
-    energy.aggregate_size(x.shape[1])  # raises on a size the energy cannot take
-    return n

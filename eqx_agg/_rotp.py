@@ -11,7 +11,6 @@ import solvers
 
 from . import _transport
 from ._abstract import AbstractSolvedAggregation
-from ._checks import check_mask, check_segment_range, check_segments, check_set
 
 PRIORS = ("uniform", "attention")
 
@@ -113,19 +112,8 @@ class ROTP(AbstractSolvedAggregation):
         mask: Bool[ArrayLike, " n"] | None = None,
     ) -> solvers.Solution:
         """Like `segments`, with per-set stats `[s]`."""
-        x = jnp.asarray(x)
-        check_set(x)
-        check_segments(segment_ids, num_segments, x)
-        mask = check_mask(mask, x)
-        segment_ids = check_segment_range(jnp.asarray(segment_ids), num_segments, mask)
+        x, segment_ids, mask = self._checked_segments(x, segment_ids, num_segments, mask)
         d = self.output_size(x.shape[1])
-        if self.solver.throw:
-            x = eqx.error_if(
-                x,
-                jnp.any(mask[:, None] & ~jnp.isfinite(x)),
-                "ROTP got NaN or inf in an unmasked row",
-            )
-        x = jnp.where(mask[:, None], x, 0)
         rows, empty = _transport.set_rows(segment_ids, num_segments, mask)
         a1, a2, a3 = self.a.astype(x.dtype)
         problem = solvers.EntropicOT(
