@@ -96,18 +96,21 @@ QUICK = dict(dims=[1], seeds=[0, 1], width=16, batch_size=8, set_size=20, eval_s
 
 def variants(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The trained configurations: Unrolled(T) first (the reference), the other backends,
-    then Unrolled trained with each `T_train < T` and evaluated with T."""
-    out = [dict(variant=f"unrolled T={args.inner_steps}", backend="unrolled", T_train=None)]
+    then Unrolled trained with each `T_train < T` and evaluated with T. `T_train` is the
+    training steps (Implicit: its cap), `T_eval` the evaluation's (None: as trained)."""
+    T = args.inner_steps
+    out = [dict(variant=f"unrolled T={T}", backend="unrolled", T_train=T, T_eval=None)]
     for name in args.backends:
         if name == "implicit":
-            out.append(dict(variant="implicit", backend=name, T_train=args.implicit_steps))
+            out.append(dict(variant="implicit", backend=name, T_train=args.implicit_steps,
+                            T_eval=None))  # fmt: skip
         elif name == "truncated":
-            k = min(args.truncate_k, args.inner_steps)
-            out.append(dict(variant=f"truncated k={k}", backend=name, T_train=None))
+            k = min(args.truncate_k, T)
+            out.append(dict(variant=f"truncated k={k}", backend=name, T_train=T, T_eval=None))
     for steps in args.train_inner_steps:
-        if steps < args.inner_steps:
-            out.append(dict(variant=f"unrolled T={steps}→{args.inner_steps}",
-                            backend="unrolled", T_train=steps))  # fmt: skip
+        if steps < T:
+            out.append(dict(variant=f"unrolled T={steps}→{T}", backend="unrolled",
+                            T_train=steps, T_eval=T))  # fmt: skip
     return out
 
 
@@ -161,15 +164,14 @@ def main(argv: list[str] | None = None) -> Results:
 
 def _setup(args, dim: int, variant: dict[str, Any], seed: int):
     """The seed's model with the variant's backend, and its training configuration."""
-    name, steps = variant["backend"], variant["T_train"] or args.inner_steps
+    name, steps = variant["backend"], variant["T_train"]
     k = min(args.truncate_k, steps) if name == "truncated" else None
     backend = make_backend(name, steps, k, throw=False)
     model = median.build_model("ea", dim, args.width, backend, key=jax.random.PRNGKey(seed + 1))
-    eval_steps = args.inner_steps if variant["T_train"] and name == "unrolled" else None
     config = training.TrainConfig(
         steps=args.steps, lr=args.lr, lr_schedule="cosine", eval_every=args.eval_every,
         log_every=args.steps, seed=seed, quiet=True, data_parallel=False,
-        eval_inner_steps=eval_steps,
+        eval_inner_steps=variant["T_eval"],
     )  # fmt: skip
     return model, config
 
