@@ -1,6 +1,7 @@
 """Recommend a differentiation backend for a layer, from short probes on the user's data."""
 
 import dataclasses
+import math
 import statistics
 import sys
 import time
@@ -17,6 +18,7 @@ from jaxtyping import Array, Bool, Float
 import solvers
 
 from ._abstract import AbstractSolvedAggregation
+from ._training_probe import probe_displacement, training_probe
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +29,8 @@ class Recommendation:
       `k`: taped steps (Truncated only, else None).
     - `solver`: that backend, built with the layer's forward method: pass it to the layer.
     - `reasons`: the measured facts the choice rests on, one sentence each.
-    - `measurements`: one dict per probe (backend, T, k, residual, cosine, MB, ms).
+    - `measurements`: one dict per probe (backend, T, k, residual, cosine, MB, ms and, for
+      the candidates trained, `probe_loss` and `time_to_goal_s`).
     """
 
     backend: str
@@ -48,6 +51,9 @@ def recommend_backend(
     tol: float | None = None,
     agreement: float = 0.99,
     memory_budget: float | None = None,
+    train_steps: int = 100,
+    train_lr: float = 1e-3,
+    slack: float = 0.1,
     repeats: int = 3,
     seed: int = 0,
     progress: bool | Callable[[str], Any] = False,
@@ -64,10 +70,17 @@ def recommend_backend(
     Rule: the smallest `T` whose residual is below `tol` (default: the method's tolerance,
     or 1e-3) counts as converged; there Implicit is recommended if its gradient agrees
     (cosine ≥ `agreement`) with Unrolled's at the largest `T`, since its memory does not
-    grow with `T`. Otherwise the inner problem is not solved within `steps`, and what
-    training sees is the gradient of the procedure: Unrolled at the smallest `T` whose
-    gradient agrees with Unrolled's at the largest `T` or, when that needs more than
-    `memory_budget` MB, Truncated with the smallest `k` in `ks` that fits and agrees.
+    grow with `T`. Otherwise the inner problem is not solved within `steps` (the usual case
+    for a learned potential), Implicit's gradient is not that of the computed output (trained
+    with it, the median task's model never reached Unrolled's error), and every `T` is a
+    different layer that training learns as it runs it (trained with 2 steps and evaluated
+    with 5, it was 100× worse). So the candidates are compared the way the time-to-accuracy
+    benchmark compares them, in a short training run: each Unrolled(T) trains `train_steps`
+    Adam steps (rate `train_lr`) on `x_batch` to move each set's output by one batch
+    standard deviation in a random direction; the goal is the lowest
+    final loss among them, within `slack` of its progress; Unrolled at the `T` that reaches
+    it in the least training time is kept, unless a Truncated(T, k), k in `ks`, reaches it
+    sooner. Candidates over `memory_budget` MB are left out.
 
     **Arguments:**
 
@@ -75,6 +88,7 @@ def recommend_backend(
     - `x_batch`: `[b, n, d]`, a representative batch; `mask`: optional `[b, n]`.
     - `steps`, `ks`: candidate `T` and Truncated `k`.
     - `tol`, `agreement`, `memory_budget`: the thresholds above (`memory_budget` in MB).
+    - `train_steps`, `train_lr`, `slack`: the training comparison above.
     - `repeats`: timed runs per probe; `seed`: of the probe functional.
     - `progress`: True to report each probe on stderr, or a function taking a message.
 
@@ -138,34 +152,10 @@ def recommend_backend(
             "the computed output"
         )
     if choice is None:
-        t = next(t for t in steps if cos["unrolled", t, None] >= agreement)
-        if t < largest:
-            reasons.append(
-                f"Unrolled(T={t})'s gradient agrees with Unrolled(T={largest})'s: cosine "
-                f"{cos['unrolled', t, None]:.4f}"
-            )
-        else:
-            closest = max((cos["unrolled", s, None] for s in steps[:-1]), default=0.0)
-            reasons.append(
-                f"no smaller T agrees with Unrolled(T={t}) (best cosine {closest:.4f} < "
-                f"agreement={agreement}): the gradient still changes with T, so the largest "
-                "T is kept; probe larger values in steps for a firmer answer"
-            )
-        choice = ("unrolled", t, None)
-        needed = probes["unrolled", t, None]["MB"]
-        if memory_budget is not None and needed > memory_budget:
-            reasons.append(f"Unrolled(T={t}) needs {needed:.1f} MB > memory_budget={memory_budget}")
-            for k in [k for k in sorted(ks) if k < t]:
-                p = probe("truncated", t, k)
-                c = _cosine(p["grad"], target)
-                if c >= agreement and p["MB"] <= memory_budget:
-                    choice = ("truncated", t, k)
-                    reasons.append(
-                        f"Truncated(T={t}, k={k}) fits ({p['MB']:.1f} MB) with cosine {c:.4f}"
-                    )
-                    break
-            else:
-                reasons.append("no k in ks fits memory_budget with agreement; kept Unrolled")
+        choice = _by_training_probe(
+            layer, x_batch, mask, cotangent, steps, ks, probes, memory_budget, train_steps,
+            train_lr, slack, seed, say, reasons,
+        )  # fmt: skip
     measurements = [
         {
             "backend": name,
@@ -175,11 +165,99 @@ def recommend_backend(
             "cosine_to_unrolled_max_T": _cosine(p["grad"], target),
             "MB": p["MB"],
             "ms": p["ms"],
+            **{key: p[key] for key in ("probe_loss", "time_to_goal_s") if key in p},
         }
         for (name, t, k), p in probes.items()
     ]
     name, t, k = choice
     return Recommendation(name, t, k, _backend(name, t, k, method), reasons, measurements)
+
+
+def _by_training_probe(
+    layer, x, mask, cotangent, steps, ks, probes, memory_budget, train_steps, lr, slack, seed,
+    say, reasons,
+) -> tuple[str, int, int | None]:  # fmt: skip
+    """The backend that trains fastest when the forward does not converge: each candidate
+    trains `train_steps` steps to move its outputs by the same random displacement; the goal
+    is the best final loss of an Unrolled(T) within `slack` of the progress it made; Unrolled
+    at the T that gets there first, then a Truncated(T, k) if one gets there sooner. Appends
+    the reasons."""
+    displacement = probe_displacement(layer, x, mask, jax.random.PRNGKey(seed + 1))
+
+    def fit(name, t, k=None) -> dict[str, Any]:
+        probe = probes.setdefault((name, t, k), {})
+        if "curve" not in probe:
+            say(f"recommend_backend: training {_label(name, t, k)} for {train_steps} steps")
+            solver = _backend(name, t, k, layer.solver.method)
+            probe["curve"] = training_probe(layer, solver, x, mask, displacement, train_steps, lr)
+            probe["probe_loss"] = probe["curve"]["losses"][-1]
+            if "MB" not in probe:
+                probe.update(_probe(layer, solver, x, mask, cotangent, repeats=1))
+        return probe
+
+    fits = {t: fit("unrolled", t) for t in steps}
+    best_t = min(steps, key=lambda t: _finite(fits[t]["probe_loss"]))
+    start, best = fits[best_t]["curve"]["losses"][0], fits[best_t]["probe_loss"]
+    if not best < start:
+        reasons.append(
+            f"no Unrolled(T) lowered the loss of the training probe in {train_steps} steps "
+            f"(train_lr={lr:g}): the probe cannot rank them, so the smallest T, the cheapest, "
+            "is kept; raise train_steps or lower train_lr for a firmer answer"
+        )
+        return ("unrolled", steps[0], None)
+    goal = best + slack * (start - best)
+    for probe in fits.values():
+        probe["time_to_goal_s"] = _time_to(probe["curve"], goal)
+    fits_budget = [t for t in steps if memory_budget is None or fits[t]["MB"] <= memory_budget] or [
+        min(steps, key=lambda t: fits[t]["MB"])
+    ]
+    t = min(fits_budget, key=lambda t: fits[t]["time_to_goal_s"])
+    reasons.append(
+        "each T then defines a different layer, which training learns as it runs it, so the "
+        f"candidates were compared by training: {train_steps} Adam steps (lr={lr:g}) on this "
+        "batch moving each output by a random batch standard deviation; "
+        f"Unrolled(T={best_t}) reached the lowest loss, {best:.4g} from {start:.4g}, and the "
+        f"goal is that loss within slack={slack:g} of its progress, {goal:.4g}"
+    )
+    reasons.append(
+        "Unrolled reached the goal in "
+        + ", ".join(f"{_seconds(fits[s]['time_to_goal_s'])} at T={s}" for s in steps)
+        + f" of training: T={t} is the soonest"
+        + ("" if len(fits_budget) == len(steps) else f" within memory_budget={memory_budget}")
+    )
+    choice = ("unrolled", t, None)
+    truncated = []
+    for k in sorted(ks):
+        if k < t:
+            probe = fit("truncated", t, k)
+            probe["time_to_goal_s"] = _time_to(probe["curve"], goal)
+            truncated.append(probe | {"k": k})
+    truncated = [p for p in truncated if memory_budget is None or p["MB"] <= memory_budget]
+    if truncated:
+        fastest = min(truncated, key=lambda p: p["time_to_goal_s"])
+        reasons.append(
+            f"Truncated(T={t}) reached it in "
+            + ", ".join(f"{_seconds(p['time_to_goal_s'])} with k={p['k']}" for p in truncated)
+        )
+        if fastest["time_to_goal_s"] < fits[t]["time_to_goal_s"]:
+            choice = ("truncated", t, fastest["k"])
+    return choice
+
+
+def _time_to(curve: dict[str, list[float]], goal: float) -> float:
+    """Training seconds until the loss first reached `goal` (inf if it never did)."""
+    return next(
+        (s for loss, s in zip(curve["losses"], curve["seconds"], strict=True) if loss <= goal),
+        math.inf,
+    )
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else math.inf
+
+
+def _seconds(value: float) -> str:
+    return "never" if math.isinf(value) else f"{value:.3g} s"
 
 
 def _label(name: str, t: int, k: int | None) -> str:

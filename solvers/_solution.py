@@ -21,6 +21,11 @@ class Stats(eqx.Module):
     - `grad_max_norm_history`, `energy_history`: the same quantities at every step's
       evaluation point, shape `[b, steps]` (a stopped set repeats its last values).
 
+    `grad_max_norm`, `energy` and the gradient's share of `converged` and `diverged` need one
+    gradient evaluation at the returned `y` beyond the method's steps; under `jit` XLA makes
+    it only when they are read. `throw=True` checks divergence and (Implicit) convergence from
+    the steps' own records instead, so it costs nothing extra.
+
     The backward linear solve of [`solvers.Implicit`][] happens after the forward, so its
     diagnostics are not here: it raises on failure, or reports through `report=`.
     """

@@ -1,4 +1,5 @@
-"""Test configuration: float64 by default, a key fixture, and two hypothesis profiles.
+"""Test configuration: float64 by default, a key fixture, two hypothesis profiles, and JAX's
+compiled functions released when a worker nears the kernel's memory-map limit.
 
 - `ci` (default): a few examples per property, derandomised, so `make test` stays short.
 - `long`: at least 100 examples per property, random: `pytest --hypothesis-profile=long`.
@@ -10,6 +11,8 @@ import jax
 import jaxtyping
 import pytest
 from hypothesis import HealthCheck, settings
+
+from benchmarks.shared import compiled
 
 jax.config.update("jax_enable_x64", True)
 
@@ -34,3 +37,12 @@ def without_runtime_checks():
     jaxtyping.config.update("jaxtyping_disable", True)
     yield
     jaxtyping.config.update("jaxtyping_disable", False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_functions():
+    """After each test module, drop JAX's compiled functions if the worker holds half the
+    memory maps the kernel allows (XLA's CPU executables hold maps; at the limit LLVM fails
+    mid-compile)."""
+    yield
+    compiled.release_if_near_limit()

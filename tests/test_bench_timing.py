@@ -28,6 +28,9 @@ def test_timing_quick(tmp_path):
         row = rows[name, 2]
         assert 0 <= row["converged"] <= 1 and row["forward_steps"] <= 2
         assert (row["backward_failed"] is None) == (name != "implicit")
+    assert payload["gradient_ms"] > 0
+    assert all(0 < rows[name, 2]["floor"] < np.inf for name in ("unrolled", "implicit"))
+    assert all("floor" not in rows[name, None] for name in ("sum", "attention"))
     # the quick problem does not converge in 2 steps: no target may claim the 0.5x bound
     targets = {t["target"]: t for t in payload["targets"]}
     implicit_2 = next(

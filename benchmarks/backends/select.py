@@ -21,7 +21,9 @@ from . import problem
 ABOUT = (
     "What `eqx_agg.recommend_backend` recommends for the median model's EA layer, and the "
     "probes it measured: per backend and T, the forward residual, the cosine of the probe "
-    "gradient to Unrolled's at the largest T, compiled memory (MB) and time (ms)."
+    "gradient to Unrolled's at the largest T, compiled memory (MB) and time (ms) and, for the "
+    "candidates trained (when the forward does not converge), the training probe's final "
+    "loss and its training seconds to the goal."
 )
 
 
@@ -68,7 +70,17 @@ def main(argv: list[str] | None = None) -> Results:
     recommendation = {"backend": rec.backend, "steps": rec.steps, "k": rec.k,
                       "reasons": rec.reasons}  # fmt: skip
     results.write(
-        ["backend", "T", "k", "residual", "cosine_to_unrolled_max_T", "MB", "ms"],
+        [
+            "backend",
+            "T",
+            "k",
+            "residual",
+            "cosine_to_unrolled_max_T",
+            "MB",
+            "ms",
+            "probe_loss",
+            "time_to_goal_s",
+        ],
         extra={"recommendation": recommendation},
     )
     print(summary)

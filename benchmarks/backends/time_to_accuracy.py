@@ -1,12 +1,15 @@
-"""Time-to-accuracy: does a cheaper backend reach Unrolled's held-out error sooner in training?
+"""Time-to-accuracy: does a cheaper backend reach Unrolled's held-out metric sooner in training?
 
-Trains the median task's EA model (paper 5.1) with each backend, over several seeds, on the
-same batches, and records the held-out MSE against training wall-clock (compilation included,
-evaluations excluded) and against steps. The paper's Unrolled(T) is the reference: its final
-MSE, averaged over the seeds, plus one standard deviation across seeds (the seed noise) is
-the target; a backend's time-to-accuracy is the training time at its first evaluation at or
-below the target, the median over the seeds, a seed that never gets there counting as
-infinitely slow (so a backend reaching it in fewer than half the seeds has none).
+Trains a task's EA model with each backend, over several seeds, on the same batches, and
+records the held-out metric against training wall-clock (compilation included, evaluations
+excluded) and against steps. Tasks (`--task`): median estimation (paper 5.1, held-out MSE,
+per D), class counting (5.2, the embedded digits, test accuracy) and molecules (5.3, the
+embedded FreeSolv with an EA readout, validation RMSE, per GCN/GIN), each at its own
+benchmark's defaults. The paper's Unrolled(T) is the reference: its final metric, averaged
+over the seeds, give or take one standard deviation across seeds (the seed noise) is the
+target; a backend's time-to-accuracy is the training time at its first evaluation that meets
+the target, the median over the seeds, a seed that never gets there counting as infinitely
+slow (so a backend reaching it in fewer than half the seeds has none).
 `--train-inner-steps` adds the paper's E.2 variant: Unrolled trained with fewer inner steps
 and evaluated with T.
 
@@ -14,6 +17,8 @@ examples:
   python -m benchmarks time-to-accuracy
   python -m benchmarks time-to-accuracy --dims 1 --seeds 0 1 2 --steps 2000
   python -m benchmarks time-to-accuracy --inner-steps 10 --train-inner-steps 2 5
+  python -m benchmarks time-to-accuracy --task molecules --convs gcn gin --steps 600
+  python -m benchmarks time-to-accuracy --task counting --steps 1500 --eval-every 100
 """
 
 import argparse
@@ -21,26 +26,29 @@ import math
 import statistics
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import eqx_agg
 
-from ..shared import cli, training
-from ..shared.data.median import median_sets
+from ..shared import cli, compiled, training
 from ..shared.factories import BACKENDS, make_backend
 from ..shared.results import Results, progress, target, targets_section
-from ..tasks import median
 from . import memory, problem
+from .training_tasks import TASKS
 
 ABOUT = (
-    "Time-to-accuracy of each backend in training the median model: `mse` is the held-out MSE "
-    "after all steps (mean ± std over seeds), `reached` how many seeds got to Unrolled's "
-    "final MSE + its seed std, `time_to_target_s` the median over seeds of the training "
-    "seconds to get there (none if fewer than half the seeds did) "
-    "(`vs_unrolled`: over Unrolled's own), `steps_per_s` the training throughput after "
-    "compilation, `total_MB` the compiled memory of one training step, `residual` the median "
+    "Time-to-accuracy of each backend in training a task's EA model: `metric` is the held-out "
+    "metric after all steps (mean ± std over seeds), `reached` how many seeds got to "
+    "Unrolled's final metric give or take its seed std, `time_to_target_s` the median over "
+    "seeds of the training seconds to get there (none if fewer than half the seeds did) "
+    "(`vs_unrolled`: over Unrolled's own; compilation included), `steps_to_target` the median "
+    "step of that evaluation, `steady_vs_unrolled` the ratio of steps_to_target / steps_per_s "
+    "to Unrolled's (the time to target at steady throughput, compilation excluded: what "
+    "counts in a long run), `steps_per_s` the training throughput after compilation, "
+    "`total_MB` the compiled memory of one training step, `residual` the median "
     "inner residual max|∇_y E| of the trained model on held-out sets (at the evaluation T)."
 )
 
@@ -48,17 +56,28 @@ ABOUT = (
 def _parser() -> argparse.ArgumentParser:
     parser = cli.parser("time-to-accuracy", __doc__)
     group = parser.add_argument_group("task")
+    group.add_argument("--task", choices=list(TASKS), default="median", help="the task trained")
     group.add_argument(
-        "--dims", type=cli.positive_int, nargs="+", default=[1, 4], help="set embedding sizes D"
+        "--dims", type=cli.positive_int, nargs="+", default=[1, 4],
+        help="median: set embedding sizes D",
+    )  # fmt: skip
+    group.add_argument(
+        "--convs", nargs="+", choices=["gcn", "gin"], default=["gcn", "gin"],
+        help="molecules: graph convolutions",
+    )  # fmt: skip
+    group.add_argument("--width", type=cli.positive_int, default=64, help="median: width w")
+    group.add_argument(
+        "--batch-size", type=cli.positive_int, default=32, help="median: sets per step"
     )
+    group.add_argument(
+        "--set-size", type=cli.positive_int, default=100, help="median: numbers per set"
+    )
+    group.add_argument(
+        "--eval-sets", type=cli.positive_int, default=2048, help="median: held-out sets"
+    )
+    group = parser.add_argument_group("training")
     group.add_argument("--seeds", type=cli.non_negative_int, nargs="+", default=[0, 1, 2],
                        help="training seeds (the seed noise needs >= 2)")  # fmt: skip
-    group.add_argument("--width", type=cli.positive_int, default=64, help="hidden width w")
-    group.add_argument("--batch-size", type=cli.positive_int, default=32, help="sets per step")
-    group.add_argument("--set-size", type=cli.positive_int, default=100, help="numbers per set")
-    group.add_argument(
-        "--eval-sets", type=cli.positive_int, default=2048, help="held-out sample size"
-    )
     group.add_argument("--steps", type=cli.positive_int, default=1500, help="Adam steps")
     group.add_argument("--lr", type=cli.positive_float, default=1e-3, help="Adam peak lr (cosine)")
     group.add_argument(
@@ -73,8 +92,9 @@ def _parser() -> argparse.ArgumentParser:
         help="the backends compared (Unrolled is always the reference)",
     )  # fmt: skip
     group.add_argument(
-        "--inner-steps", type=cli.positive_int, default=5,
-        help="inner steps T of Unrolled and Truncated (the median task's)",
+        "--inner-steps", type=cli.positive_int, default=None,
+        help="inner steps T of Unrolled and Truncated (default: the task's: median 5, "
+        "counting 10, molecules 15)",
     )  # fmt: skip
     group.add_argument(
         "--truncate-k", type=cli.positive_int, default=2, help="Truncated's taped steps k"
@@ -84,14 +104,15 @@ def _parser() -> argparse.ArgumentParser:
         help="Implicit's cap on forward steps (it stops at its tolerance)",
     )  # fmt: skip
     group.add_argument(
-        "--train-inner-steps", type=cli.positive_int, nargs="+", default=[2],
-        help="Unrolled trained with these T, evaluated with --inner-steps",
+        "--train-inner-steps", type=cli.positive_int, nargs="*", default=[2],
+        help="Unrolled trained with these T (< --inner-steps; none: the flag alone), "
+        "evaluated with --inner-steps",
     )  # fmt: skip
     return parser
 
 
 QUICK = dict(dims=[1], seeds=[0, 1], width=16, batch_size=8, set_size=20, eval_sets=64,
-             steps=20, eval_every=5, implicit_steps=50)  # fmt: skip
+             steps=20, eval_every=5, implicit_steps=50, convs=["gin"])  # fmt: skip
 
 
 def variants(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -120,94 +141,123 @@ def main(argv: list[str] | None = None) -> Results:
     if args.quick:
         for name, value in QUICK.items():
             setattr(args, name, value)
+    task = TASKS[args.task]
+    if args.inner_steps is None:
+        args.inner_steps = task.inner_steps
     results = Results("time-to-accuracy", problem.config_of(args), args.out, ABOUT)
-    x_eval, median_eval = median_sets(jax.random.PRNGKey(10_000), args.eval_sets, args.set_size)
-    runs = [(dim, v, seed) for dim in args.dims for v in variants(args) for seed in args.seeds]
-    curves: dict[tuple[int, str], list[list[dict[str, Any]]]] = {}
-    extras: dict[tuple[int, str], dict[str, Any]] = {}
-    for dim, variant, seed in progress(runs, "time-to-accuracy", quiet=args.quiet):
-        model, config = _setup(args, dim, variant, seed)
-        data_key = jax.random.PRNGKey(seed)
-
-        def next_batch(step, data_key=data_key):
-            return median_sets(jax.random.fold_in(data_key, step), args.batch_size, args.set_size)
-
-        def evaluate(model, step):
-            return {"mse": median.held_out_mse(model, x_eval, median_eval)}
-
+    settings = task.settings(args)
+    runs = [(s, v, seed) for s in settings for v in variants(args) for seed in args.seeds]
+    curves: dict[tuple[Any, str], list[list[dict[str, Any]]]] = {}
+    extras: dict[tuple[Any, str], dict[str, Any]] = {}
+    for setting, variant, seed in progress(runs, "time-to-accuracy", quiet=args.quiet):
+        run = task.build(args, setting, _backend(args, variant), seed)
+        config = _config(args, variant, seed)
         trained, history = training.train(
-            model, median.make_loss(config.aux_weight), next_batch, config, evaluate
+            run.model, run.loss_fn, run.next_batch, config, run.evaluate
         )
-        curves.setdefault((dim, variant["variant"]), []).append(history["eval"])
-        if (dim, variant["variant"]) not in extras:
-            x, labels = next_batch(0)
-            compiled, _ = problem.compiled_loss_and_grad(model, x, labels)
+        curves.setdefault((setting, variant["variant"]), []).append(
+            [{**r, "metric": r[task.metric]} for r in history["eval"]]
+        )
+        if (setting, variant["variant"]) not in extras:
             steps = config.eval_inner_steps
             evaluated = trained if steps is None else eqx_agg.with_inner_steps(trained, steps)
-            stats = problem.solve_stats(evaluated, x_eval[: min(256, len(x_eval))])
-            extras[dim, variant["variant"]] = dict(
-                total_MB=memory.compiled_megabytes(compiled)["total_MB"],
-                residual=float(jnp.median(stats.grad_max_norm)),
+            extras[setting, variant["variant"]] = dict(
+                total_MB=step_megabytes(run.model, run.loss_fn, run.next_batch(0)),
+                residual=None if run.residual is None else run.residual(evaluated),
             )
-    for dim in args.dims:
-        _summarise(results, dim, [v["variant"] for v in variants(args)], curves, extras)
+        compiled.release_if_near_limit()  # every run compiles its own functions
+    names = [v["variant"] for v in variants(args)]
+    for setting in settings:
+        _summarise(results, task, setting, names, curves, extras)
     targets = targets_of(results.records)
-    _plot(results, args.dims, curves)
+    _plot(results, task, settings, curves)
     results.add_section(targets_section(targets))
     results.write(
-        ["D", "variant", "mse", "mse_std", "reached", "time_to_target_s", "vs_unrolled",
-         "steps_per_s", "total_MB", "residual"],
-        extra={"targets": targets, "curves": {f"{d}/{v}": c for (d, v), c in curves.items()}},
+        ["setting", "variant", "metric", "metric_std", "reached", "time_to_target_s",
+         "vs_unrolled", "steps_to_target", "steady_vs_unrolled", "steps_per_s", "total_MB",
+         "residual"],
+        extra={"targets": targets, "metric": task.metric,
+               "curves": {f"{s}/{v}": c for (s, v), c in curves.items()}},
     )  # fmt: skip
     return results
 
 
-def _setup(args, dim: int, variant: dict[str, Any], seed: int):
-    """The seed's model with the variant's backend, and its training configuration."""
+def step_megabytes(model, loss_fn, batch) -> float:
+    """XLA's compiled memory (temporaries, arguments, outputs) of one gradient of `loss_fn`."""
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+
+    def loss(params, batch, key):
+        return loss_fn(eqx.combine(params, static), batch, key)[0]
+
+    batch = jax.tree_util.tree_map(jnp.asarray, batch)
+    executable = jax.jit(jax.grad(loss)).lower(params, batch, jax.random.PRNGKey(0)).compile()
+    return memory.compiled_megabytes(executable)["total_MB"]
+
+
+def _backend(args, variant: dict[str, Any]):
+    """The variant's backend, reporting (not raising) an inner solve that fails."""
     name, steps = variant["backend"], variant["T_train"]
     k = min(args.truncate_k, steps) if name == "truncated" else None
-    backend = make_backend(name, steps, k, throw=False)
-    model = median.build_model("ea", dim, args.width, backend, key=jax.random.PRNGKey(seed + 1))
-    config = training.TrainConfig(
+    return make_backend(name, steps, k, throw=False)
+
+
+def _config(args, variant: dict[str, Any], seed: int) -> training.TrainConfig:
+    return training.TrainConfig(
         steps=args.steps, lr=args.lr, lr_schedule="cosine", eval_every=args.eval_every,
         log_every=args.steps, seed=seed, quiet=True, data_parallel=False,
         eval_inner_steps=variant["T_eval"],
     )  # fmt: skip
-    return model, config
 
 
-def _summarise(results: Results, dim: int, names: list[str], curves, extras) -> None:
-    """One row per variant at this D (the first name is the Unrolled reference)."""
-    finals = {name: [run[-1]["mse"] for run in curves[dim, name]] for name in names}
+def _summarise(results: Results, task, setting, names: list[str], curves, extras) -> None:
+    """One row per variant in this setting (the first name is the Unrolled reference)."""
+    finals = {name: [run[-1]["metric"] for run in curves[setting, name]] for name in names}
     reference = finals[names[0]]
     noise = statistics.stdev(reference) if len(reference) > 1 else 0.0
-    goal = statistics.mean(reference) + noise
-    reference_time = None
+    goal = statistics.mean(reference) + (noise if task.lower_is_better else -noise)
+    reference_time = reference_steady = None
     for name in names:
-        times = [_time_to(run, goal) for run in curves[dim, name]]
-        reached = [t for t in times if t is not None]
+        runs = curves[setting, name]
+        reached = [_first(run, goal, task.lower_is_better) for run in runs]
         # a seed that never reaches the target counts as infinitely slow
-        time_to = statistics.median(math.inf if t is None else t for t in times)
-        time_to = None if math.isinf(time_to) else time_to
+        time_to = _median_or_none([r and r["train_seconds"] for r in reached])
+        steps_to = _median_or_none([r and r["step"] for r in reached])
+        steps_per_s = statistics.median(_throughput(run) for run in runs)
+        steady = None if steps_to is None else steps_to / steps_per_s
         if name == names[0]:
-            reference_time = time_to
+            reference_time, reference_steady = time_to, steady
         results.add(
-            D=dim,
+            setting=f"{task.setting_name}={setting}",
             variant=name,
-            mse=statistics.mean(finals[name]),
-            mse_std=statistics.stdev(finals[name]) if len(finals[name]) > 1 else None,
-            reached=f"{len(reached)}/{len(times)}",
+            metric=statistics.mean(finals[name]),
+            metric_std=statistics.stdev(finals[name]) if len(finals[name]) > 1 else None,
+            reached=f"{sum(r is not None for r in reached)}/{len(runs)}",
             time_to_target_s=time_to,
-            vs_unrolled=None if time_to is None or not reference_time else time_to / reference_time,
-            steps_per_s=statistics.median(_throughput(run) for run in curves[dim, name]),
-            target_mse=goal,
-            **extras[dim, name],
+            vs_unrolled=_ratio(time_to, reference_time),
+            steps_to_target=steps_to,
+            steady_s=steady,
+            steady_vs_unrolled=_ratio(steady, reference_steady),
+            steps_per_s=steps_per_s,
+            target=goal,
+            lower_is_better=task.lower_is_better,
+            **extras[setting, name],
         )
 
 
-def _time_to(run: list[dict[str, Any]], goal: float) -> float | None:
-    """Training seconds at the first evaluation with MSE at or below `goal`."""
-    return next((r["train_seconds"] for r in run if r["mse"] <= goal), None)
+def _first(run: list[dict[str, Any]], goal: float, lower_is_better: bool) -> dict | None:
+    """The first evaluation whose metric meets `goal`."""
+    sign = 1 if lower_is_better else -1
+    return next((r for r in run if sign * r["metric"] <= sign * goal), None)
+
+
+def _median_or_none(values: list[float | None]) -> float | None:
+    """The median, None counting as infinite; None if that is infinite."""
+    median = statistics.median(math.inf if v is None else v for v in values)
+    return None if math.isinf(median) else median
+
+
+def _ratio(value: float | None, reference: float | None) -> float | None:
+    return None if value is None or not reference else value / reference
 
 
 def _throughput(run: list[dict[str, Any]]) -> float:
@@ -220,20 +270,20 @@ def _throughput(run: list[dict[str, Any]]) -> float:
 
 
 def targets_of(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per D: some cheaper variant reaches Unrolled's MSE in at most half its time."""
+    """Per setting: some cheaper variant reaches Unrolled's metric in at most half its time."""
     targets = []
-    for dim in dict.fromkeys(r["D"] for r in records):
-        rows = [r for r in records if r["D"] == dim]
+    for setting in dict.fromkeys(r["setting"] for r in records):
+        rows = [r for r in records if r["setting"] == setting]
         ratios = [r["vs_unrolled"] for r in rows[1:] if r["vs_unrolled"] is not None]
         best = min(ratios) if ratios else float("inf")
         reason = (
-            "no cheaper variant reached Unrolled's final MSE within the budget"
+            "no cheaper variant reached Unrolled's final metric within the budget"
             if not ratios
             else "the cheaper variants' faster steps did not make up for their slower progress"
         )
         targets.append(
             target(
-                f"D={dim}: a cheaper backend reaches Unrolled's MSE in <= 0.5× its time",
+                f"{setting}: a cheaper backend reaches Unrolled's metric in <= 0.5× its time",
                 best,
                 best <= 0.5,
                 reason,
@@ -242,31 +292,33 @@ def targets_of(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return targets
 
 
-def _plot(results: Results, dims: list[int], curves) -> None:
+def _plot(results: Results, task, settings: list[Any], curves) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(dims), 2, figsize=(11, 4 * len(dims)), squeeze=False)
-    for (time_ax, step_ax), dim in zip(axes, dims, strict=True):
-        goal = next(r["target_mse"] for r in results.records if r["D"] == dim)
-        for (d, name), runs in curves.items():
-            if d != dim:
+    fig, axes = plt.subplots(len(settings), 2, figsize=(11, 4 * len(settings)), squeeze=False)
+    for (time_ax, step_ax), setting in zip(axes, settings, strict=True):
+        label = f"{task.setting_name}={setting}"
+        goal = next(r["target"] for r in results.records if r["setting"] == label)
+        for (s, name), runs in curves.items():
+            if s != setting:
                 continue
             steps = [r["step"] for r in runs[0]]
-            mse = np.mean([[r["mse"] for r in run] for run in runs], axis=0)
+            metric = np.mean([[r["metric"] for r in run] for run in runs], axis=0)
             seconds = np.mean([[r["train_seconds"] for r in run] for run in runs], axis=0)
-            time_ax.plot(seconds, mse, "o-", ms=3, label=name)
-            step_ax.plot(steps, mse, "o-", ms=3, label=name)
+            time_ax.plot(seconds, metric, "o-", ms=3, label=name)
+            step_ax.plot(steps, metric, "o-", ms=3, label=name)
         for ax, xlabel in ((time_ax, "training wall-clock (s)"), (step_ax, "training step")):
-            ax.axhline(goal, color="gray", ls=":", label="Unrolled's final MSE + seed std")
-            ax.set(yscale="log", xlabel=xlabel, ylabel="held-out MSE (mean over seeds)")
-            ax.set_title(f"Median estimation, D = {dim}")
+            ax.axhline(goal, color="gray", ls=":", label="target: Unrolled's final ± seed std")
+            ylabel = f"held-out {task.metric} (mean over seeds)"
+            ax.set(yscale="log" if task.lower_is_better else "linear", xlabel=xlabel, ylabel=ylabel)
+            ax.set_title(f"{type(task).__name__}, {label}")
         time_ax.legend(fontsize=8)
     fig.tight_layout()
     results.save_figure(
-        fig, "time_to_accuracy", "Held-out MSE against training time and steps, per backend."
+        fig, "time_to_accuracy", "Held-out metric against training time and steps, per backend."
     )
     plt.close(fig)
 

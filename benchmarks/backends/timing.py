@@ -1,13 +1,16 @@
 """Wall time of each backend's compiled forward+backward vs the inner steps T, beside sum and
 attention pooling and PyTorch Geometric's EquilibriumAggregation.
 
-Each configuration is compiled ahead of time, run once to warm up, then timed --repeats times
-(block_until_ready); the median is reported, in ms. The baselines are sum pooling and 4-head
-attention pooling of the same width after a residual-MLP encoder with the potential's hidden
-widths, and PyG's layer at the same sizes (skipped with a message without the 'peers' extra).
-Ratios are taken within one run. Every backend row also says what it computed, measured apart
-from the timed runs: the fraction of sets whose forward converged and, for Implicit, how many
-sets' backward linear solves failed. Time only on a quiet machine.
+Each configuration is compiled ahead of time and run once to warm up; then every configuration
+is timed once per round (block_until_ready), for --repeats rounds, so that a slow spell of the
+machine falls on all of them alike; the median is reported, in ms. The baselines are sum
+pooling and 4-head attention pooling of the same width after a residual-MLP encoder with the
+potential's hidden widths, and PyG's layer at the same sizes (skipped with a message without
+the 'peers' extra). Ratios are taken within one run. Every backend row also says what it
+computed, measured apart from the timed runs: the fraction of sets whose forward converged
+and, for Implicit, how many sets' backward linear solves failed. For EA, `floor` is each row's
+time over T + 1 evaluations of the inner gradient `∇_y E` for the whole batch (what the forward
+and backward cost beyond the gradients of a T-step forward). Time only on a quiet machine.
 
 examples:
   python -m benchmarks timing
@@ -18,6 +21,7 @@ examples:
 
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
@@ -38,7 +42,8 @@ ABOUT = (
     "EquilibriumAggregation. `vs_*` columns are time ratios within this run. `converged` is "
     "the fraction of sets whose forward met its tolerance; `backward_failed` (Implicit) the "
     "sets whose backward linear solve failed: a fast Implicit whose forward did not converge "
-    "returned an approximate gradient."
+    "returned an approximate gradient. `floor` (EA): the time over T + 1 inner-gradient "
+    "evaluations for the batch (`gradient_ms`, timed apart)."
 )
 
 
@@ -67,15 +72,43 @@ def pooling_loss(model: PoolingModel, x: Float[Array, "b n d"], labels: Float[Ar
     return jnp.mean((jax.vmap(model)(x) - labels) ** 2)
 
 
-def median_time(fn, *args, repeats: int) -> dict[str, Any]:
-    """Warm up once, then the median of `repeats` timed calls of `fn(*args)`, in ms."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(1e3 * (time.perf_counter() - start))
-    return {"ms": statistics.median(times), "repeats_ms": times}
+def interleaved_times(calls: dict[Any, Callable[[], Any]], repeats: int, quiet: bool = False):
+    """Warm up every call once, then time each once per round for `repeats` rounds (so that
+    the machine's slow spells fall on every call alike): `{key: {"ms": median, "repeats_ms":
+    [...]}}`. A call blocks until its result is ready."""
+    for call in calls.values():
+        call()
+    times: dict[Any, list[float]] = {key: [] for key in calls}
+    for _ in progress(range(repeats), "timed rounds", quiet=quiet):
+        for key, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[key].append(1e3 * (time.perf_counter() - start))
+    return {key: {"ms": statistics.median(t), "repeats_ms": t} for key, t in times.items()}
+
+
+def _blocking(fn, *args) -> Callable[[], Any]:
+    return lambda: jax.block_until_ready(fn(*args))
+
+
+def inner_gradient(model, x: Float[Array, "b n d"]):
+    """One evaluation of the inner gradient `∇_y E` for every set of the batch, as each inner
+    step makes it (the elements prepared once, before the steps): `(fn, args)` to time."""
+    h = x if model.encoder is None else jax.vmap(jax.vmap(model.encoder))(x)
+    energy = model.pool.energy
+    b, n, d = h.shape
+    ids, mask = jnp.zeros(n, jnp.int32), jnp.ones(n, bool)
+    elements = jax.vmap(lambda h: energy.prepare(h, ids, 1, mask))(h)
+    y = jnp.zeros((b, 1, energy.aggregate_size(d)), h.dtype)
+
+    @eqx.filter_jit
+    def gradient(energy, elements, y):
+        def one(elements, y):
+            return jax.grad(lambda y: jnp.sum(energy.prepared_energies(elements, y, ids, mask)))(y)
+
+        return jax.vmap(one)(elements, y)
+
+    return gradient, (energy, elements, y)
 
 
 def _parser():
@@ -109,14 +142,19 @@ def main(argv: list[str] | None = None) -> Results:
     runs: list[tuple[str, int | None]] = [("sum", None), ("attention", None)]
     runs += [(name, t) for t in args.inner_steps for name in args.backends]
     runs += [] if peer_missing else [("pyg", t) for t in args.inner_steps]
-    for name, steps in progress(runs, "timing", quiet=args.quiet):
+    calls, rows = {}, {}
+    if args.layer == "ea":
+        gradient, gradient_args = inner_gradient(model, x)
+        calls["gradient", None] = _blocking(gradient, *gradient_args)
+    for name, steps in progress(runs, "compiling", quiet=args.quiet):
         k = min(args.truncate_k, steps) if name == "truncated" else None
-        diagnostics = {}
+        row = dict(model=name, T=steps, k=k)
         if name == "pyg":
-            measured = pyg.time_pyg(
+            calls[name, steps], versions = pyg.pyg_step(
                 args.batch, args.set_size, args.in_size, args.out_size, tuple(args.widths),
-                tuple(args.readout), steps, args.repeats, args.dtype, args.seed,
+                tuple(args.readout), steps, args.dtype, args.seed,
             )  # fmt: skip
+            row.update(versions)
         elif name in ("sum", "attention"):
             baseline = PoolingModel(
                 name, args.in_size, args.out_size, tuple(args.widths), tuple(args.readout),
@@ -124,16 +162,23 @@ def main(argv: list[str] | None = None) -> Results:
             )  # fmt: skip
             baseline = problem.cast(baseline, x.dtype)
             compiled, params = problem.compiled_loss_and_grad(baseline, x, labels, pooling_loss)
-            measured = median_time(compiled, params, x, labels, repeats=args.repeats)
+            calls[name, steps] = _blocking(compiled, params, x, labels)
         else:
             cap = args.implicit_steps if name == "implicit" and args.implicit_steps else steps
             solver = problem.layer_backend(args.layer, name, cap, k, throw=False)
             solver = problem.cast(solver, x.dtype)
             candidate = problem.with_solver(model, solver)
             compiled, params = problem.compiled_loss_and_grad(candidate, x, labels)
-            measured = median_time(compiled, params, x, labels, repeats=args.repeats)
-            diagnostics = problem.diagnose(candidate, x, labels)
-        results.add(model=name, T=steps, k=k, **measured, **diagnostics)
+            calls[name, steps] = _blocking(compiled, params, x, labels)
+            row.update(problem.diagnose(candidate, x, labels))
+        rows[name, steps] = row
+    measured = interleaved_times(calls, args.repeats, quiet=args.quiet)
+    gradient_ms = measured.pop(("gradient", None), {}).get("ms")
+    for key, row in rows.items():
+        row.update(measured[key])
+        if gradient_ms is not None and row["model"] in args.backends:
+            row["floor"] = row["ms"] / ((row["T"] + 1) * gradient_ms)
+        results.add(**row)
     ratios = ratios_of(results.records)
     for record in results.records:
         record.update(ratios.get((record["model"], record["T"]), {}))
@@ -148,10 +193,11 @@ def main(argv: list[str] | None = None) -> Results:
             "vs_unrolled",
             "vs_sum",
             "vs_attention",
+            "floor",
             "converged",
             "backward_failed",
         ],  # fmt: skip
-        extra={"targets": targets, "peer_skipped": peer_missing},
+        extra={"targets": targets, "peer_skipped": peer_missing, "gradient_ms": gradient_ms},
     )
     return results
 

@@ -66,6 +66,14 @@ def build_model(
     return SetModel(encoder, pool, decoder)
 
 
+def model_from_args(args: argparse.Namespace, name: str, train_data, backend) -> SetModel:
+    """`build_model` with the sizes of `args` for `train_data`'s images, seeded by `--seed`."""
+    return build_model(
+        name, train_data.images.shape[-1], args.embed, tuple(args.potential), backend,
+        tuple(args.channels), args.max_classes, args.encoder, key=jax.random.PRNGKey(args.seed + 1),
+    )  # fmt: skip
+
+
 def make_loss(aux_weight: float):
     """Cross-entropy of the count (`count − 1` as the class), plus `aux_weight ×` the EA
     auxiliary loss."""
@@ -98,7 +106,8 @@ def scores(model, images, counts, chunk: int = 256) -> tuple[float, float]:
     return totals[0] / len(images), totals[1] / len(images)
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The task's flags, with the data set's default sizes (and --quick's) filled in."""
     parser = cli.parser("counting", __doc__)
     group = parser.add_argument_group("task")
     group.add_argument("--data", choices=["digits", "omniglot"], default="digits", help="data")
@@ -146,18 +155,21 @@ def main(argv: list[str] | None = None) -> None:
         args.steps, args.eval_every = min(args.steps, 30), 10
     if args.data == "omniglot" and args.data_dir is None:
         parser.error("--data omniglot needs --data-dir (the directory holding images_background)")
-    run(args)
+    return args
 
 
-def run(args: argparse.Namespace) -> Results:
-    """Train every pooling of `args`; write the results and the figure."""
+def main(argv: list[str] | None = None) -> None:
+    run(parse_args(argv))
+
+
+def task_data(args: argparse.Namespace):
+    """The images and the task's batches: `(train_data, test_data, next_batch, evaluate)`,
+    `next_batch(step)` the training sets of `step`, `evaluate(model, step)` the accuracy and
+    cross-entropy on fixed train and test sets (`train_accuracy`, `test_accuracy`, ...)."""
     if args.data == "omniglot":
         train_data, test_data = load_omniglot(args.data_dir)
     else:
         train_data, test_data = load_digits(seed=args.seed)
-    config = {k: (str(v) if v is not None else None) for k, v in vars(args).items()}
-    config.update(train_images=len(train_data.labels), test_images=len(test_data.labels))
-    results = Results("counting", config, args.out, ABOUT)
 
     def sample(data, seed, num_sets):
         rng = np.random.default_rng(seed)
@@ -175,20 +187,18 @@ def run(args: argparse.Namespace) -> Results:
             record[f"{split}_accuracy"], record[f"{split}_cross_entropy"] = scores(model, *sets)
         return record
 
-    potential, channels = tuple(args.potential), tuple(args.channels)
+    return train_data, test_data, next_batch, evaluate
+
+
+def run(args: argparse.Namespace) -> Results:
+    """Train every pooling of `args`; write the results and the figure."""
+    train_data, test_data, next_batch, evaluate = task_data(args)
+    config = {k: (str(v) if v is not None else None) for k, v in vars(args).items()}
+    config.update(train_images=len(train_data.labels), test_images=len(test_data.labels))
+    results = Results("counting", config, args.out, ABOUT)
     histories = {}
     for name in args.models:
-        model = build_model(
-            name,
-            train_data.images.shape[-1],
-            args.embed,
-            potential,
-            training.backend_from_args(args),
-            channels,
-            args.max_classes,
-            args.encoder,
-            key=jax.random.PRNGKey(args.seed + 1),
-        )
+        model = model_from_args(args, name, train_data, training.backend_from_args(args))
         params = training.count_parameters(model)
         config = training.run_config(args, name)
         print(f"\n{LABELS[name]} ({params} parameters)")

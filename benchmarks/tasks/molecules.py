@@ -124,13 +124,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    dataset = _subset(molecules.load_dataset(args.dataset, args.root), args.subset)
-    metric = molecules.metric_name(dataset.name)
-    batching = {
-        "max_graphs": args.max_graphs,
-        "max_nodes": args.max_nodes,
-        "num_budgets": args.num_budgets,
-    }
+    dataset, metric, batching = load(args)
     config = {k: v for k, v in vars(args).items() if k not in {"log", "checkpoint_dir"}}
     config.update(
         num_graphs=len(dataset.graphs),
@@ -181,6 +175,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     return results.records
 
 
+def load(args: argparse.Namespace) -> tuple[molecules.MoleculeDataset, str, dict[str, int]]:
+    """The data set of `args` (its `--subset`), its ogb metric and the batching flags."""
+    dataset = _subset(molecules.load_dataset(args.dataset, args.root), args.subset)
+    batching = {
+        "max_graphs": args.max_graphs,
+        "max_nodes": args.max_nodes,
+        "num_budgets": args.num_budgets,
+    }
+    return dataset, molecules.metric_name(dataset.name), batching
+
+
 def _subset(dataset: molecules.MoleculeDataset, n: int) -> molecules.MoleculeDataset:
     if n <= 0:
         return dataset
@@ -191,13 +196,24 @@ def _label(record: dict[str, Any]) -> str:
     return f"{record['conv']}/{record['local']}/{record['readout']}/{record['backend']}"
 
 
-def _run(args, dataset, batching, conv, local, readout, backend, metric):
-    """Train one model; return its record and its training history."""
+@dataclasses.dataclass
+class Setup:
+    """What training one model needs: `model` is `(GNN, batch-norm state)`; `loss_fn`,
+    `next_batch` and `evaluate` as `training.train` takes them (`evaluate` gives the
+    dataset's metric on the `valid` and `test` splits)."""
+
+    model: tuple[eqx.Module, eqx.nn.State]
+    loss_fn: Any
+    next_batch: Any
+    evaluate: Any
+    params: int
+    steps_per_epoch: int
+
+
+def setup(args, dataset, batching, conv, local, readout, solver) -> Setup:
+    """The model of one grid cell (`solver`: the EA layers' backend, None without any),
+    seeded by `--seed`, and its batches, loss and evaluation."""
     key = jax.random.PRNGKey(args.seed)
-    solver = None
-    if backend != "-":
-        namespace = argparse.Namespace(**{**vars(args), "backend": [backend]})
-        solver = training.backend_from_args(namespace)
     train_index = dataset.split["train"]
     regression = dataset.task_type == "regression"
     labels = dataset.labels[train_index]
@@ -276,12 +292,25 @@ def _run(args, dataset, batching, conv, local, readout, backend, metric):
             )
         return out
 
+    return Setup((model, state), loss_fn, next_batch, evaluate, params, steps_per_epoch)
+
+
+def _run(args, dataset, batching, conv, local, readout, backend, metric):
+    """Train one model; return its record and its training history."""
+    solver = None
+    if backend != "-":
+        namespace = argparse.Namespace(**{**vars(args), "backend": [backend]})
+        solver = training.backend_from_args(namespace)
+    run = setup(args, dataset, batching, conv, local, readout, solver)
     config = training.config_from_args(args, log_path=None, checkpoint_dir=None, resume=False)
     config = dataclasses.replace(config, data_parallel=False, log_every=1)
     label = f"{conv}/{local}/{readout}/{backend}"
-    print(f"training {label}: {params} parameters, {steps_per_epoch} steps per epoch", flush=True)
+    print(
+        f"training {label}: {run.params} parameters, {run.steps_per_epoch} steps per epoch",
+        flush=True,
+    )
     start = time.perf_counter()
-    _, history = training.train((model, state), loss_fn, next_batch, config, evaluate)
+    _, history = training.train(run.model, run.loss_fn, run.next_batch, config, run.evaluate)
     seconds = time.perf_counter() - start
     evals = history["eval"]
     pick = min if metric in LOWER_IS_BETTER else max
@@ -295,7 +324,7 @@ def _run(args, dataset, batching, conv, local, readout, backend, metric):
         f"test_{metric}": best["test"],
         "best_step": best["step"],
         "step_ms": 1e3 * _median_step_seconds(history["train"], config.eval_every),
-        "params": params,
+        "params": run.params,
         "first_loss": history["train"][0]["task_loss"],
         "last_loss": history["train"][-1]["task_loss"],
         "seconds": seconds,

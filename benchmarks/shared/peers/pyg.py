@@ -1,11 +1,10 @@
 """PyTorch Geometric's `EquilibriumAggregation`, timed at the sizes of our default model.
 
-Only this module imports torch. `time_pyg` returns None (and says why) when
-torch_geometric is not installed (`pip install -e '.[peers]'`).
+Only this module imports torch; `available` says why it cannot when torch_geometric is not
+installed (`pip install -e '.[peers]'`).
 """
 
-import statistics
-import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -19,7 +18,7 @@ def available() -> str | None:
     return None
 
 
-def time_pyg(
+def pyg_step(
     batch: int,
     set_size: int,
     in_size: int,
@@ -27,20 +26,18 @@ def time_pyg(
     widths: tuple[int, ...],
     readout_widths: tuple[int, ...],
     steps: int,
-    repeats: int,
     dtype: str = "float32",
     seed: int = 0,
-) -> dict[str, Any]:
-    """Median wall time of PyG's forward+backward at our sizes.
+) -> tuple[Callable[[], None], dict[str, Any]]:
+    """PyG's forward+backward at our sizes, as a callable to time.
 
     `batch` sets of `set_size` elements of `in_size` features in one `index`-batched call of
     `torch_geometric.nn.aggr.EquilibriumAggregation(in_size, out_size, list(widths),
-    grad_iter=steps)`
-    (its potential: the same hidden widths, residual + LayerNorm + tanh, scalar output), a
-    tanh MLP readout of `readout_widths` to one number and the squared-error loss; one
-    warm-up, then the median of `repeats` runs of `loss.backward()`.
+    grad_iter=steps)` (its potential: the same hidden widths, residual + LayerNorm + tanh,
+    scalar output), a tanh MLP readout of `readout_widths` to one number and the squared-error
+    loss; a call runs `loss.backward()`.
 
-    **Returns:** `{"ms": median, "repeats_ms": [...], "torch": version, "threads": n}`.
+    **Returns:** `(step, {"torch": version, "torch_geometric": version, "threads": n})`.
     """
     import torch
     import torch_geometric
@@ -66,16 +63,9 @@ def time_pyg(
         loss = ((readout(y)[:, 0] - labels) ** 2).mean()
         loss.backward()
 
-    step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(1e3 * (time.perf_counter() - start))
-    return {
-        "ms": statistics.median(times),
-        "repeats_ms": times,
+    versions = {
         "torch": torch.__version__,
         "torch_geometric": torch_geometric.__version__,
         "threads": torch.get_num_threads(),
     }
+    return step, versions
