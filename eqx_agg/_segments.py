@@ -17,6 +17,15 @@ def segment_sum(
     return jax.ops.segment_sum(data, segment_ids, num_segments)
 
 
+def segment_max(
+    data: Float[Array, "n ..."], segment_ids: Int[Array, " n"], num_segments: int
+) -> Float[Array, "s ..."]:
+    """`jax.ops.segment_max` (`-inf` for an empty set); a plain max for a single set."""
+    if num_segments == 1:
+        return jnp.max(data, axis=0, keepdims=True, initial=-jnp.inf)
+    return jax.ops.segment_max(data, segment_ids, num_segments)
+
+
 def segment_counts(
     segment_ids: Int[Array, " n"], num_segments: int, mask: Bool[Array, " n"], dtype: Any
 ) -> Float[Array, " s"]:
@@ -45,7 +54,7 @@ def segment_masked_max(
 ) -> Float[Array, "s d"]:
     """Coordinate-wise max of the unmasked rows of each set."""
     counts = segment_counts(segment_ids, num_segments, mask, x.dtype)
-    top = jax.ops.segment_max(jnp.where(mask[:, None], x, -jnp.inf), segment_ids, num_segments)
+    top = segment_max(jnp.where(mask[:, None], x, -jnp.inf), segment_ids, num_segments)
     return jnp.where(counts[:, None] > 0, top, 0)
 
 

@@ -9,6 +9,7 @@ import pytest
 
 import eqx_agg
 import solvers
+from eqx_agg._segments import segment_max
 from eqx_agg.energies import AbstractEnergy
 
 from .helpers import BACKENDS, make_backend, random_set
@@ -112,3 +113,19 @@ def test_the_final_gradient_is_evaluated_only_when_the_stats_are_read(backend):
 
     extra = _flops(also_stats, centre) - _flops(value_only, centre)
     assert extra >= 0.9 * _flops(one_gradient, centre)
+
+
+def test_single_set_max_is_the_scatter_max_with_its_tie_gradients():
+    """The scatter-free max of one set: the same value and, at ties, the same split gradient
+    as `jax.ops.segment_max`; `-inf` for an empty set."""
+    x = jnp.array([[1.0, 2.0], [3.0, 2.0], [3.0, -1.0], [0.5, 7.0]])
+    ids = jnp.zeros(4, jnp.int32)
+    weights = jnp.array([1.0, 2.0])
+    for reduce in (segment_max, jax.ops.segment_max):
+        value, grad = jax.value_and_grad(
+            lambda x, reduce=reduce: jnp.sum(reduce(x, ids, 1) * weights)
+        )(x)
+        np.testing.assert_allclose(value, 3.0 + 2 * 7.0)
+        np.testing.assert_allclose(grad, [[0, 0], [0.5, 0], [0.5, 0], [0, 2]])
+    empty = segment_max(jnp.zeros((0, 2)), jnp.zeros(0, jnp.int32), 1)
+    np.testing.assert_array_equal(empty, -jnp.inf)

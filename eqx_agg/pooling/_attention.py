@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from .._segments import segment_counts
+from .._segments import segment_counts, segment_max, segment_sum
 from ._abstract import AbstractPooling
 
 
@@ -64,11 +64,11 @@ class MultiHeadAttention(AbstractPooling):
         v = jax.vmap(self.values)(x).reshape(-1, heads, width)
         logits = jnp.einsum("nhw,hw->nh", k, self.queries) / jnp.sqrt(width)
         logits = jnp.where(mask[:, None], logits, -jnp.inf)
-        top = jax.ops.segment_max(logits, segment_ids, num_segments)
+        top = segment_max(logits, segment_ids, num_segments)
         top = jax.lax.stop_gradient(jnp.where(jnp.isfinite(top), top, 0))
         weights = jnp.where(mask[:, None], jnp.exp(logits - top[segment_ids]), 0)
-        normaliser = jax.ops.segment_sum(weights, segment_ids, num_segments)
-        pooled = jax.ops.segment_sum(weights[:, :, None] * v, segment_ids, num_segments)
+        normaliser = segment_sum(weights, segment_ids, num_segments)
+        pooled = segment_sum(weights[:, :, None] * v, segment_ids, num_segments)
         pooled = pooled / jnp.where(normaliser > 0, normaliser, 1)[:, :, None]
         counts = segment_counts(segment_ids, num_segments, mask, x.dtype)
         return jnp.where(counts[:, None] > 0, pooled.reshape(num_segments, -1), 0)
