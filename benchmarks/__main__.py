@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> None:
         if argv and argv[0] not in {"-h", "--help"}:
             sys.exit(f"\nunknown command {argv[0]!r}")
         return
+    from benchmarks.shared.training import initialize_from_environment
+
+    initialize_from_environment()  # a multi-host run joins before any JAX computation
     module = importlib.import_module(COMMANDS[argv[0]][0])
     module.main(argv[1:])
 

@@ -1,6 +1,7 @@
 """The interface every aggregation shares: EA, the transport layers and the baseline poolings."""
 
 import abc
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -9,7 +10,14 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, Scalar
 
 import solvers
 
-from ._checks import check_mask, check_segment_range, check_segments, check_set
+from ._checks import (
+    check_backend,
+    check_mask,
+    check_segment_range,
+    check_segments,
+    check_set,
+    floating_dtype,
+)
 
 
 class AbstractAggregation(eqx.Module):
@@ -75,10 +83,28 @@ class AbstractAggregation(eqx.Module):
 class AbstractSolvedAggregation(AbstractAggregation):
     """An aggregation computed by a solver from [`solvers`][] (EA, OTKE, ROTP): subclasses
     define `solve_segments`, which returns a [`solvers.Solution`][] with `value: [s, k]` and
-    per-set stats; the aggregate, its auxiliary loss (`stats.aux_loss`) and `solve` for one
-    set follow."""
+    per-set stats, and `default_method`, the forward method of a backend given without one;
+    the aggregate, its auxiliary loss (`stats.aux_loss`) and `solve` for one set follow."""
 
     solver: eqx.AbstractVar[solvers.AbstractBackend]
+
+    @abc.abstractmethod
+    def default_method(self, to_tolerance: bool) -> solvers.AbstractMethod:
+        """The forward method this layer runs under a backend built without `method=`, for a
+        backend that runs to tolerance or one that differentiates a `T`-step procedure."""
+
+    def with_solver(self, solver: solvers.AbstractBackend) -> "AbstractSolvedAggregation":
+        """This layer with `solver` as its backend, every other parameter kept; a backend
+        built without `method=` gets the layer's default method (fresh learned parameters)."""
+        solver = bind_solver(solver, self.default_method)
+        return eqx.tree_at(lambda m: m.solver, self, solver)
+
+    def bound_solver(self) -> solvers.AbstractBackend:
+        """`solver`, with the layer's default forward method if it has none (a layer binds
+        it when built; this covers a backend swapped in with `eqx.tree_at`)."""
+        if self.solver.method is not None:
+            return self.solver
+        return self.solver.with_method(self.default_method(self.solver.runs_to_tolerance))
 
     @abc.abstractmethod
     def solve_segments(
@@ -99,9 +125,11 @@ class AbstractSolvedAggregation(AbstractAggregation):
     ) -> tuple[Float[Array, "n d"], Int[Array, " n"], Bool[Array, " n"]]:
         """The inputs of `solve_segments`, validated: `[n, d]` with a size the layer takes,
         segment ids in range, a `[n]` mask, and (with `solver.throw`) no NaN or inf in an
-        unmasked row; returns `(x, segment_ids, mask)` with the masked rows of `x` zeroed."""
+        unmasked row; returns `(x, segment_ids, mask)` with the masked rows of `x` zeroed and
+        `x` cast to the layer's floating-point dtype (its parameters')."""
         x = jnp.asarray(x)
         check_set(x)
+        x = x.astype(floating_dtype(self, x))
         self.output_size(x.shape[1])  # raises on a size the layer cannot take
         check_segments(segment_ids, num_segments, x)
         mask = check_mask(mask, x)
@@ -133,3 +161,15 @@ class AbstractSolvedAggregation(AbstractAggregation):
     ) -> tuple[Float[Array, "s k"], Float[Array, " s"]]:
         sol = self.solve_segments(x, segment_ids, num_segments, mask)
         return sol.value, sol.stats.aux_loss
+
+
+def bind_solver(
+    solver: object, default_method: Callable[[bool], solvers.AbstractMethod]
+) -> solvers.AbstractBackend:
+    """`solver` checked to be a backend, with `default_method(solver.runs_to_tolerance)` as
+    its forward method when it was built without one (the layer's learnable parameters then
+    live in it)."""
+    solver = check_backend(solver)
+    if solver.method is None:
+        solver = solver.with_method(default_method(solver.runs_to_tolerance))
+    return solver

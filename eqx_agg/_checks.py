@@ -4,8 +4,11 @@ Wrong shapes raise `ValueError`, wrong dtypes `TypeError` (as jaxtyping's checks
 """
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Int
+
+import solvers
 
 
 def check_set(x: Array) -> int:
@@ -57,3 +60,32 @@ def check_segment_range(
         jnp.any(outside),
         f"segment_ids of unmasked rows must lie in [0, num_segments = {num_segments})",
     )
+
+
+def check_backend(solver: object) -> solvers.AbstractBackend:
+    """`solver` if it is a differentiation backend; `TypeError` saying what to pass instead
+    (a backend class, a string, a forward method, anything else)."""
+    example = "a backend value such as solvers.Unrolled(steps=10) or solvers.Implicit()"
+    if isinstance(solver, solvers.AbstractBackend):
+        return solver
+    if isinstance(solver, type) and issubclass(solver, solvers.AbstractBackend):
+        raise TypeError(
+            f"solver must be a backend instance, got the class solvers.{solver.__name__}: "
+            f"call it, e.g. solvers.{solver.__name__}()"
+        )
+    if isinstance(solver, solvers.AbstractMethod):
+        raise TypeError(
+            f"solver must be a differentiation backend, got the forward method "
+            f"{type(solver).__name__}: pass it to a backend, e.g. "
+            f"solvers.Implicit(method=solvers.{type(solver).__name__}(...))"
+        )
+    raise TypeError(f"solver must be {example}, got {solver!r}")
+
+
+def floating_dtype(module: eqx.Module, x: Array):
+    """The dtype a layer computes in: that of its floating-point parameters (x is cast to
+    it), or, for a layer without any, `x`'s (at least float32)."""
+    leaves = jax.tree_util.tree_leaves(eqx.filter(module, eqx.is_inexact_array))
+    if leaves:
+        return jnp.result_type(*leaves)
+    return jnp.result_type(x.dtype, jnp.float32)

@@ -10,7 +10,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 import solvers
 
 from . import _transport
-from ._abstract import AbstractSolvedAggregation
+from ._abstract import AbstractSolvedAggregation, bind_solver
 
 
 class OTKE(AbstractSolvedAggregation):
@@ -31,7 +31,8 @@ class OTKE(AbstractSolvedAggregation):
       `exp(-(t_i - u_j)² / σ²)`, `t_i = i / n` the element's position among the set's
       unmasked rows and `u_j = j / p` (OTK's `position_encoding="gaussian"`).
     - `sigma`: `σ` of the position encoding (the authors' DeepSEA model: 0.1).
-    - `solver`: a backend with a [`solvers.Sinkhorn`][] method (default:
+    - `solver`: any backend; one built without `method=` runs [`solvers.Sinkhorn`][]
+      (default:
       `Unrolled(OTKE.ITERATIONS["supervised"], method=Sinkhorn())`, as the authors' code).
     - `key`: a `jax.random` key for the reference (standard normal / `√d`).
 
@@ -72,16 +73,27 @@ class OTKE(AbstractSolvedAggregation):
             raise ValueError(
                 f"position_encoding must be None or 'gaussian', got {position_encoding!r}"
             )
-        if solver is None:
-            solver = solvers.Unrolled(self.ITERATIONS["supervised"], method=solvers.Sinkhorn())
-        if not isinstance(solver.method, solvers.Sinkhorn):
-            raise ValueError(f"OTKE needs a solver whose method is solvers.Sinkhorn, got {solver}")
+        solver = bind_solver(
+            solvers.Unrolled(self.ITERATIONS["supervised"]) if solver is None else solver,
+            self.default_method,
+        )
+        if solver.separable_only:
+            raise ValueError(
+                f"{type(solver.method).__name__} or the linear solver needs a separable energy; "
+                f"OTKE's transport problem is not: use solvers.Sinkhorn (the default), "
+                "solvers.Anderson(sinkhorn=solvers.Sinkhorn()) or Newton, and linear_solver='cg'"
+            )
         scale = 1 / jnp.sqrt(in_size)
         self.reference = scale * jax.random.normal(key, (heads, references, in_size))
         self.eps = eps
         self.position_encoding = position_encoding
         self.sigma = sigma
         self.solver = solver
+
+    def default_method(self, to_tolerance: bool) -> solvers.AbstractMethod:
+        """[`solvers.Sinkhorn`][], under every backend."""
+        del to_tolerance
+        return solvers.Sinkhorn()
 
     def output_size(self, in_size: int) -> int:
         d = self.reference.shape[-1]
@@ -115,7 +127,7 @@ class OTKE(AbstractSolvedAggregation):
             row_mask=jnp.repeat(rows, heads, axis=0),
             eps=jnp.asarray(self.eps, x.dtype),
         )
-        plan, stats = _transport.solve(self.solver, problem)
+        plan, stats = _transport.solve(self.bound_solver(), problem)
         pooled = jnp.einsum("bnp,nd->bpd", plan, x).reshape(num_segments, -1)
         value = jnp.where(empty[:, None], 0, pooled)
         return solvers.Solution(value=value, stats=_transport.per_set(stats, heads))

@@ -103,7 +103,7 @@ def recommend_backend(
     say = _reporter(progress)
     steps = sorted(steps)
     method = layer.solver.method
-    tol = (getattr(method, "gtol", None) or 1e-3) if tol is None else tol
+    tol = (method.tolerance or 1e-3) if tol is None else tol
     out = jax.eval_shape(jax.vmap(layer), x_batch, mask)
     cotangent = jax.random.normal(jax.random.PRNGKey(seed), out.shape, out.dtype)
     probes: dict[tuple[str, int, int | None], dict[str, Any]] = {}

@@ -10,7 +10,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 import solvers
 
 from . import _transport
-from ._abstract import AbstractSolvedAggregation
+from ._abstract import AbstractSolvedAggregation, bind_solver
 
 PRIORS = ("uniform", "attention")
 
@@ -42,7 +42,8 @@ class ROTP(AbstractSolvedAggregation):
     - `in_size`: element size `d`.
     - `a1`, `a2`, `a3`: initial values (the authors' default 1).
     - `prior`: `"uniform"` or `"attention"` (`W1: d → d`, `w2: d`).
-    - `solver`: a backend with a [`solvers.Sinkhorn`][] method (default:
+    - `solver`: any backend; one built without `method=` runs [`solvers.Sinkhorn`][]
+      (default:
       `Unrolled(STEPS, method=Sinkhorn())`).
     - `key`: a `jax.random` key (the attention prior's weights).
 
@@ -76,10 +77,15 @@ class ROTP(AbstractSolvedAggregation):
             raise ValueError(f"a1, a2, a3 must be positive, got {a1}, {a2}, {a3}")
         if prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
-        if solver is None:
-            solver = solvers.Unrolled(self.STEPS, method=solvers.Sinkhorn())
-        if not isinstance(solver.method, solvers.Sinkhorn):
-            raise ValueError(f"ROTP needs a solver whose method is solvers.Sinkhorn, got {solver}")
+        solver = bind_solver(
+            solvers.Unrolled(self.STEPS) if solver is None else solver, self.default_method
+        )
+        if solver.separable_only:
+            raise ValueError(
+                f"{type(solver.method).__name__} or the linear solver needs a separable energy; "
+                f"ROTP's transport problem is not: use solvers.Sinkhorn (the default), "
+                "solvers.Anderson(sinkhorn=solvers.Sinkhorn()) or Newton, and linear_solver='cg'"
+            )
         dtype = jnp.result_type(float)
         self.raw_a = jnp.array([solvers.inverse_softplus(a) for a in (a1, a2, a3)], dtype)
         if prior == "attention":
@@ -90,6 +96,11 @@ class ROTP(AbstractSolvedAggregation):
             self.attention, self.query = None, None
         self.in_size = in_size
         self.solver = solver
+
+    def default_method(self, to_tolerance: bool) -> solvers.AbstractMethod:
+        """[`solvers.Sinkhorn`][], under every backend."""
+        del to_tolerance
+        return solvers.Sinkhorn()
 
     def output_size(self, in_size: int) -> int:
         if in_size != self.in_size:
@@ -125,7 +136,7 @@ class ROTP(AbstractSolvedAggregation):
             row_penalty=a3,
             col_penalty=a2,
         )
-        plan, stats = _transport.solve(self.solver, problem)
+        plan, stats = _transport.solve(self.bound_solver(), problem)
         pooled = d * jnp.einsum("snd,nd->sd", plan, x)
         return solvers.Solution(value=jnp.where(empty[:, None], 0, pooled), stats=stats)
 

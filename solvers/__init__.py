@@ -1,24 +1,34 @@
-"""Forward methods and differentiation backends for optimisation-defined layers.
+"""Forward methods, differentiation backends and linear solvers for optimisation-defined
+layers: three independent strategy axes, each a value.
 
-A backend (`Unrolled`, `Implicit`, `Truncated`) decides how gradients pass through the inner
-argmin; a forward method (`Nesterov`, `CoordinateNewton` for energies, `Sinkhorn` for
-entropic transport problems) decides how the argmin is found. Any method composes with any
-backend.
+A forward method (`Nesterov`, `Newton`, `Anderson`, `CoordinateNewton` for energies;
+`Sinkhorn` for entropic transport problems) finds the argmin; a backend (`Unrolled`,
+`Checkpointed`, `Truncated`, `Implicit`, `Phantom`) decides how gradients pass through it;
+Implicit's backward linear solver is a lineax solver. Any method composes with any backend.
 """
 
-from ._backend import AbstractBackend as AbstractBackend
-from ._implicit import Implicit as Implicit
-from ._linear_solve import LinearSolveStats as LinearSolveStats
-from ._method import AbstractMethod as AbstractMethod
-from ._nesterov import DIVERGENCE_RATIO as DIVERGENCE_RATIO
-from ._nesterov import Nesterov as Nesterov
-from ._nesterov import inverse_softplus as inverse_softplus
-from ._nesterov import max_stable_lr as max_stable_lr
-from ._newton import CoordinateNewton as CoordinateNewton
-from ._sinkhorn import EntropicOT as EntropicOT
-from ._sinkhorn import Sinkhorn as Sinkhorn
-from ._sinkhorn import dual_energy as dual_energy
+from . import backends as backends
+from . import linear as linear
+from . import methods as methods
+from ._entropic_ot import EntropicOT as EntropicOT
+from ._entropic_ot import dual_energy as dual_energy
+from ._entropic_ot import transport_optimality as transport_optimality
 from ._solution import Solution as Solution
 from ._solution import Stats as Stats
-from ._truncated import Truncated as Truncated
-from ._unrolled import Unrolled as Unrolled
+from .backends import AbstractBackend as AbstractBackend
+from .backends import Checkpointed as Checkpointed
+from .backends import Implicit as Implicit
+from .backends import Phantom as Phantom
+from .backends import Truncated as Truncated
+from .backends import Unrolled as Unrolled
+from .linear import LinearSolveStats as LinearSolveStats
+from .methods import DIVERGENCE_RATIO as DIVERGENCE_RATIO
+from .methods import AbstractMethod as AbstractMethod
+from .methods import Anderson as Anderson
+from .methods import CoordinateNewton as CoordinateNewton
+from .methods import Nesterov as Nesterov
+from .methods import Newton as Newton
+from .methods import Sinkhorn as Sinkhorn
+from .methods import inverse_softplus as inverse_softplus
+from .methods import max_stable_lr as max_stable_lr
+from .methods import sinkhorn_sweep as sinkhorn_sweep

@@ -1,5 +1,8 @@
 """Problem tables, value strategies and comparison helpers shared by the tests."""
 
+import dataclasses
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,8 +10,118 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import eqx_agg
-from benchmarks.shared.factories import BACKENDS as BACKENDS
-from benchmarks.shared.factories import make_backend as make_backend
+import solvers
+
+BACKENDS = {
+    "unrolled": lambda steps, k, **options: solvers.Unrolled(steps, **options),
+    "checkpointed": lambda steps, k, **options: solvers.Checkpointed(steps, **options),
+    "truncated": lambda steps, k, **options: solvers.Truncated(steps, k, **options),
+    "implicit": lambda steps, k, **options: solvers.Implicit(steps, **options),
+    "phantom": lambda steps, k, **options: solvers.Phantom(steps, k, **options),
+}
+"""Every differentiation backend, by name: `BACKENDS[name](steps, k, **options)` (`k` taped
+steps where the backend has them)."""
+
+METHODS = {
+    "nesterov": lambda: solvers.Nesterov(lr=0.5),
+    "newton": solvers.Newton,
+    "anderson": solvers.Anderson,
+}
+"""Every forward method for learned energies, by name."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendCase:
+    """A backend of the strategy matrix: `converged(method, steps)` builds it at settings
+    where its gradient at convergence is the implicit one, exactly (`kind="exact"`) or as a
+    truncated series (`"approximate"`)."""
+
+    converged: Callable[["MethodCase"], solvers.AbstractBackend]
+    kind: str
+
+
+TIGHT = 1e-10
+"""The tolerance of a forward to tolerance in the strategy matrix (float64)."""
+
+MATRIX_BACKENDS = {
+    "unrolled": BackendCase(
+        lambda case: solvers.Unrolled(case.steps, method=case.method().without_tolerance()),
+        "exact",
+    ),
+    "checkpointed": BackendCase(
+        lambda case: solvers.Checkpointed(case.steps, method=case.method().without_tolerance()),
+        "exact",
+    ),
+    "truncated": BackendCase(
+        lambda case: solvers.Truncated(2 * case.steps, case.steps, method=case.method()),
+        "approximate",
+    ),
+    "implicit": BackendCase(
+        lambda case: solvers.Implicit(case.steps, method=case.method().with_tolerance(TIGHT)),
+        "exact",
+    ),
+    "phantom": BackendCase(
+        lambda case: solvers.Phantom(
+            case.steps,
+            case.phantom_k or case.steps,
+            case.phantom_damping,
+            method=case.method().with_tolerance(TIGHT),
+        ),  # fmt: skip
+        "approximate",
+    ),
+}
+"""Every backend, for `tests/test_strategy_matrix.py`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodCase:
+    """A forward method of the strategy matrix, with a layer it serves, the steps it needs
+    to converge there, how close the derivative of its converged iterates comes to the
+    implicit gradient, and its Phantom setting (Newton-type methods: one undamped step,
+    whose derivative is the implicit gradient; others: `steps` damped ones)."""
+
+    method: Callable[[], solvers.AbstractMethod]
+    layer: Callable[[solvers.AbstractBackend], eqx_agg.AbstractSolvedAggregation]
+    steps: int
+    derivative_tolerance: float = 1e-6
+    phantom_k: int | None = None
+    phantom_damping: float = 0.8
+
+
+def _neural(solver):
+    return neural_layer(solver)
+
+
+def _median(solver):
+    return eqx_agg.EquilibriumAggregation(eqx_agg.energies.Median(smoothing=0.1), solver)
+
+
+def _otke(solver):
+    return eqx_agg.OTKE(3, 2, eps=0.5, solver=solver, key=jax.random.key(3))
+
+
+MATRIX_METHODS = {
+    "nesterov": MethodCase(lambda: solvers.Nesterov(lr=0.5, gtol=None, restart=True), _neural, 300),
+    "newton": MethodCase(solvers.Newton, _neural, 30, phantom_k=1, phantom_damping=1.0),
+    "anderson": MethodCase(lambda: solvers.Anderson(lr=0.5), _neural, 200, 2e-2),
+    "coordinate-newton": MethodCase(
+        solvers.CoordinateNewton, _median, 60, phantom_k=1, phantom_damping=1.0
+    ),
+    "sinkhorn": MethodCase(solvers.Sinkhorn, _otke, 300),
+    "anderson-sinkhorn": MethodCase(
+        lambda: solvers.Anderson(sinkhorn=solvers.Sinkhorn()), _otke, 200, 1e-4
+    ),
+}
+"""Every forward method, each on a layer it serves, for `tests/test_strategy_matrix.py`."""
+
+
+def make_backend(name: str, steps: int, k: int | None = None, **options):
+    """Backend `name` with `steps` inner steps (a cap where the forward runs to tolerance)
+    and `k` taped steps (default `min(2, steps)` for Truncated, 1 for Phantom)."""
+    if k is None:
+        k = 1 if name == "phantom" else min(2, steps)
+    return BACKENDS[name](steps, k, **options)
+
 
 MAX_SET = 30
 """Sets drawn by hypothesis are padded to this many rows, so jit compiles once per shape."""

@@ -10,12 +10,11 @@ from benchmarks.backends import time_to_accuracy
 
 
 def test_quick_run_compares_backends_against_unrolled(tmp_path):
-    time_to_accuracy.main(["--quick", "--quiet", "--out", str(tmp_path)])
+    argv = ["--quick", "--quiet", "--variants", "implicit", "truncated", "--out", str(tmp_path)]
+    time_to_accuracy.main(argv)
     payload = json.loads((tmp_path / "results.json").read_text())
     rows = payload["records"]
-    assert [r["variant"] for r in rows] == [
-        "unrolled T=5", "implicit", "truncated k=2", "unrolled T=2→5"
-    ]  # fmt: skip
+    assert [r["variant"] for r in rows] == ["unrolled", "implicit", "truncated", "unrolled T=2→5"]
     reference = rows[0]
     # the target is Unrolled's mean final MSE + its seed std: every Unrolled seed is within it
     assert reference["reached"] == "2/2" and reference["vs_unrolled"] == 1.0
@@ -33,7 +32,7 @@ def test_quick_run_compares_backends_against_unrolled(tmp_path):
             seconds = [r["train_seconds"] for r in run]
             assert seconds[0] == 0 and np.all(np.diff(seconds) > 0)
     # the seeds train differently
-    first = payload["curves"]["1/unrolled T=5"]
+    first = payload["curves"]["1/unrolled"]
     assert first[0][-1]["mse"] != first[1][-1]["mse"] and payload["metric"] == "mse"
     [goal] = payload["targets"]
     assert goal["met"] or goal["why"]
@@ -44,7 +43,7 @@ def test_quick_run_compares_backends_against_unrolled(tmp_path):
 def test_quick_run_on_a_task_where_higher_or_lower_is_better(task, tmp_path):
     """Counting's accuracy is higher-better, FreeSolv's RMSE lower-better: the target moves
     to the side of Unrolled's mean that its seeds reach."""
-    argv = ["--quick", "--quiet", "--task", task, "--backends", "unrolled", "--train-inner-steps"]
+    argv = ["--quick", "--quiet", "--task", task, "--variants", "unrolled", "--train-inner-steps"]
     time_to_accuracy.main([*argv, "--out", str(tmp_path)])
     payload = json.loads((tmp_path / "results.json").read_text())
     reference = payload["records"][0]
@@ -54,3 +53,10 @@ def test_quick_run_on_a_task_where_higher_or_lower_is_better(task, tmp_path):
     assert [r["setting"] for r in payload["records"]] == [
         {"counting": "data=digits", "molecules": "conv=gin"}[task]
     ]
+
+
+def test_an_unknown_variant_is_an_error_listing_the_known_ones(capsys):
+    with pytest.raises(SystemExit):
+        time_to_accuracy.main(["--quick", "--variants", "implicit-magic"])
+    error = capsys.readouterr().err
+    assert "implicit-magic" in error and all(name in error for name in time_to_accuracy.VARIANTS)

@@ -101,9 +101,9 @@ def test_a_backward_breakdown_raises_and_is_reported():
 
 
 def test_clip_is_refused():
-    with pytest.raises(ValueError, match="does not take clip"):
+    with pytest.raises(ValueError, match="does not take a projected forward"):
         solvers.Implicit(clip=0.5)
-    with pytest.raises(ValueError, match="does not take clip"):
+    with pytest.raises(ValueError, match="does not take a projected forward"):
         solvers.Implicit(method=solvers.Nesterov(clip=0.5))
 
 

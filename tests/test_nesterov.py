@@ -61,10 +61,10 @@ def test_divergence_is_caught_while_it_grows():
     1.6× per step. Before, 10 steps returned a mean of [-1.43, 10.76, -4.28] unflagged."""
     x = random_set(0, 100, 3)
     energy = eqx_agg.energies.Mean()
-    layer = eqx_agg.EquilibriumAggregation(energy, solvers.Unrolled(steps=10))
+    layer = eqx_agg.EquilibriumAggregation(energy, solvers.Unrolled(steps=10, lr=0.125))
     with pytest.raises(eqx.EquinoxRuntimeError, match="diverged"):
         layer(x)
-    loud = eqx_agg.EquilibriumAggregation(energy, solvers.Unrolled(steps=10, throw=False))
+    loud = eqx_agg.EquilibriumAggregation(energy, solvers.Unrolled(10, lr=0.125, throw=False))
     sol = loud.solve(x)
     assert sol.stats.diverged and not sol.stats.converged
     assert sol.stats.num_steps <= 6  # 1.64^5 > DIVERGENCE_RATIO: stopped there

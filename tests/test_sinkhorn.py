@@ -1,5 +1,6 @@
 """The Sinkhorn forward method on entropic transport problems: plans and implicit gradients
-against ott-jax (an independent implementation), marginals at convergence, every backend."""
+against ott-jax (an independent implementation), marginals at convergence (every backend:
+the strategy matrix)."""
 
 import jax
 import jax.numpy as jnp
@@ -10,8 +11,6 @@ from ott.problems.linear import linear_problem
 from ott.solvers.linear import sinkhorn as ott_sinkhorn
 
 import solvers
-
-from .helpers import BACKENDS, make_backend
 
 SIZES = [7, 5, 1]  # real rows of each problem (of n = 7)
 N, P, EPS = 7, 4, 0.3
@@ -27,7 +26,7 @@ def balanced(cost):
 
 def plans(backend, problem):
     y0 = jnp.zeros((len(SIZES), N + P))
-    sol = backend.solve(solvers.dual_energy, y0, problem)
+    sol = backend.solve(solvers.dual_energy, y0, problem, optimality=solvers.transport_optimality)
     return problem.plan(sol.value), sol.stats
 
 
@@ -77,7 +76,9 @@ def test_plans_meet_their_marginals_at_convergence(penalties, cost):
     problem = solvers.EntropicOT(problem.cost, problem.row_mass, problem.col_mass,
                                  problem.row_mask, problem.eps, rho_r, rho_c)  # fmt: skip
     y0 = jnp.zeros((len(SIZES), N + P))
-    sol = solvers.Implicit(method=solvers.Sinkhorn()).solve(solvers.dual_energy, y0, problem)
+    sol = solvers.Implicit(method=solvers.Sinkhorn()).solve(
+        solvers.dual_energy, y0, problem, optimality=solvers.transport_optimality
+    )
     f, g = problem.split(sol.value)
     plan = problem.plan(sol.value)
     rows = problem.row_mass * (1 if rho_r is None else jnp.exp(-f / rho_r))
@@ -96,18 +97,3 @@ def test_unbalanced_sinkhorn_converges_with_large_penalties(cost):
                                  jnp.asarray(1e5))  # fmt: skip
     _, stats = plans(solvers.Implicit(method=solvers.Sinkhorn()), problem)
     assert stats.converged.all() and np.all(stats.num_steps <= 10)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_every_backend_runs_sinkhorn(backend, cost):
-    solver = make_backend(backend, 300, k=100, method=solvers.Sinkhorn())
-    reference, _ = plans(solvers.Implicit(method=solvers.Sinkhorn()), balanced(cost))
-    plan, stats = plans(solver, balanced(cost))
-    np.testing.assert_allclose(plan, reference, atol=1e-8)
-    grad = jax.grad(lambda c: jnp.sum(plans(solver, balanced(c))[0] * WEIGHTS))(cost)
-    exact = jax.grad(
-        lambda c: jnp.sum(
-            plans(solvers.Implicit(method=solvers.Sinkhorn()), balanced(c))[0] * WEIGHTS
-        )  # fmt: skip
-    )(cost)
-    np.testing.assert_allclose(grad, exact, atol=1e-6)

@@ -24,8 +24,9 @@ from jax.flatten_util import ravel_pytree
 
 import solvers
 
-from ..shared import cli
+from ..shared import cli, strategies
 from ..shared.results import Results, markdown_table, progress, target, targets_section
+from ..shared.strategies import make_backend
 from . import problem
 
 ABOUT = (
@@ -64,17 +65,18 @@ def measure(model, x, labels) -> dict[str, Any]:
     }
 
 
-def reference(model, x, labels, steps: int, tol: float, attempts: int = 4):
-    """The reference measurement: Implicit + LU with the method's tolerance 0 (Nesterov's
-    `gtol`, Sinkhorn's `tol`); while the forward residual is not below `tol`, steps are
-    doubled and Nesterov's lr halved (at most `attempts` tries). `lr` is None for Sinkhorn.
-    """
-    nesterov = isinstance(model.pool.solver.method, solvers.Nesterov)
-    lr = float(model.pool.solver.method.lr) if nesterov else None
+def reference(model, x, labels, method, steps: int, tol: float, attempts: int = 4):
+    """The reference measurement: Implicit + LU running the rows' forward `method` with
+    tolerance 0 (the same method reaches the same stationary point of a possibly non-convex
+    energy); while the forward residual is not below `tol`, steps are doubled, and a
+    Nesterov's lr halved (at most `attempts` tries). `lr` is None for other methods."""
+    nesterov = isinstance(method, solvers.Nesterov)
+    lr = float(method.lr) if nesterov else None
     for _ in range(attempts):
-        method = solvers.Nesterov(lr=lr, gtol=0.0) if nesterov else solvers.Sinkhorn(0.0)
-        solver = solvers.Implicit(steps, method=method, linear_solver="lu", throw=False)
-        solver = problem.cast(solver, x.dtype)
+        if nesterov:
+            method = solvers.Nesterov(lr=lr, gtol=0.0)
+        solver = solvers.Implicit(steps, method=method.with_tolerance(0.0), linear_solver="lu",
+                                  throw=False)  # fmt: skip
         ref = measure(problem.with_solver(model, solver), x, labels)
         if ref["residual"] < tol:
             break
@@ -155,24 +157,32 @@ def main(argv: list[str] | None = None) -> Results:
     args = problem.apply_quick(_parser(), argv, **QUICK)
     model, x, labels = problem.problem_from_args(args)
     results = Results("accuracy", problem.config_of(args), args.out, ABOUT)
-    options = dict(method_tol=args.gtol, throw=False)
-
-    ref = reference(model, x, labels, args.ref_steps, args.ref_tol)
+    # The rows' forward method: --method, or the layer's own for a T-step procedure.
+    rows_method = problem.with_solver(
+        model, problem.sweep_backend(args, "unrolled", 1)
+    ).pool.solver.method
+    ref = reference(model, x, labels, rows_method, args.ref_steps, args.ref_tol)
     ref_model = problem.with_solver(model, ref["solver"])
     key = jax.random.PRNGKey(args.seed + 1)
     fd = finite_difference_check(
         ref_model, x, labels, ref["grad"], args.fd_directions, args.fd_eps, key
     )
 
-    def backend(name, steps, k=None):
+    def backend(name, steps, k, sweep):
+        """`name` at `steps`: under the tolerance sweep with --gtol (and the suite's linear
+        solve), under `default` as a user gets it (every setting at its default)."""
+        if sweep == "default":
+            return problem.with_solver(model, make_backend(name, steps, throw=False))
         extra = {}
         if name == "implicit":
             extra = {"linear_solver": args.linear_solver, "tol": args.linear_tol}
-        solver = problem.layer_backend(args.layer, name, steps, k, **options, **extra)
-        return problem.cast(solver, x.dtype)
+        solver = problem.sweep_backend(args, name, steps, throw=False, **extra)
+        if k is not None:
+            solver = make_backend(name, steps, k=k, method=solver.method, throw=False)
+        return problem.with_solver(model, solver, tolerance=args.gtol)
 
-    runs = [(name, t, min(args.truncate_k, t) if name == "truncated" else None, "T")
-            for t in args.inner_steps for name in args.backends]  # fmt: skip
+    runs = [(name, t, None, sweep) for sweep in ("T", "default") for t in args.inner_steps
+            for name in args.backends]  # fmt: skip
     if "truncated" in args.backends:
         sweep = args.k_sweep_steps
         runs += [("truncated", sweep, k, "k") for k in args.truncate_ks if k <= sweep]
@@ -180,11 +190,13 @@ def main(argv: list[str] | None = None) -> Results:
         runs.append(("implicit", ref["steps"], None, "converged"))
     cache: dict[tuple, dict[str, Any]] = {}
 
-    def run(name, steps, k):
-        if (name, steps, k) not in cache:
-            model_ = problem.with_solver(model, backend(name, steps, k))
-            cache[name, steps, k] = measure(model_, x, labels)
-        return cache[name, steps, k]
+    def run(name, steps, k, sweep):
+        key = (name, steps, k, "default" if sweep == "default" else "T")
+        if key not in cache:
+            candidate = backend(name, steps, k, key[3])
+            cache[key] = {**measure(candidate, x, labels),
+                          **strategies.describe(candidate.pool.solver)}  # fmt: skip
+        return cache[key]
 
     def run_converged():
         """The reference's forward (same method, steps, lr: the same stationary point of a
@@ -193,17 +205,19 @@ def main(argv: list[str] | None = None) -> Results:
             ref["steps"], method=ref["solver"].method, linear_solver=args.linear_solver,
             tol=args.linear_tol, throw=False,
         )  # fmt: skip
-        return measure(problem.with_solver(model, solver), x, labels)
+        candidate = problem.with_solver(model, solver)
+        return {**measure(candidate, x, labels), **strategies.describe(candidate.pool.solver)}
 
     for name, steps, k, sweep in progress(runs, "accuracy", quiet=args.quiet):
         # no tape through the reference's many steps: the converged row skips Unrolled
-        base = None if sweep == "converged" else run("unrolled", steps, None)["grad"]
-        m = run_converged() if sweep == "converged" else run(name, steps, k)
+        base = None if sweep == "converged" else run("unrolled", steps, None, sweep)["grad"]
+        m = run_converged() if sweep == "converged" else run(name, steps, k, sweep)
         results.add(
             backend=name,
+            method=m["method"],
             sweep=sweep,
             T=steps,
-            k=k,
+            k=m["k"],
             residual=m["residual"],
             rel_err_ref=relative_error(m["grad"], ref["grad"]),
             cos_ref=cosine(m["grad"], ref["grad"]),
@@ -218,6 +232,7 @@ def main(argv: list[str] | None = None) -> Results:
     results.write(
         [
             "backend",
+            "method",
             "sweep",
             "T",
             "k",

@@ -14,15 +14,16 @@ examples:
 
 from typing import Any
 
-from ..shared import cli
+from ..shared import cli, strategies
 from ..shared.results import Results, progress, target, targets_section
 from . import problem
 
 ABOUT = (
     "Compiled memory (MB: XLA's temporary + argument + output buffers) of one jitted "
     "forward+backward of the median model's solved layer (EA, or OTKE/ROTP), per backend and "
-    "number of inner steps T. Unrolled stores every step for the backward pass; Truncated "
-    "only its k taped steps; Implicit none."
+    "number of inner steps T. Unrolled stores every step for the backward pass; Checkpointed "
+    "about √T of them and recomputes the rest; Truncated and Phantom only their k taped "
+    "steps; Implicit none."
 )
 
 
@@ -54,26 +55,38 @@ def main(argv: list[str] | None = None) -> Results:
     results = Results("memory", problem.config_of(args), args.out, ABOUT)
     runs = [(name, t) for name in args.backends for t in args.inner_steps]
     for name, steps in progress(runs, "memory", quiet=args.quiet):
-        k = min(args.truncate_k, steps) if name == "truncated" else None
-        solver = problem.layer_backend(args.layer, name, steps, k, throw=False)
-        solver = problem.cast(solver, x.dtype)
-        compiled, _ = problem.compiled_loss_and_grad(problem.with_solver(model, solver), x, labels)
-        results.add(backend=name, T=steps, k=k, **compiled_megabytes(compiled))
+        candidate = problem.with_solver(
+            model, problem.sweep_backend(args, name, steps, throw=False)
+        )
+        compiled, _ = problem.compiled_loss_and_grad(candidate, x, labels)
+        described = strategies.describe(candidate.pool.solver)
+        results.add(**described, T=steps, **compiled_megabytes(compiled))
     targets = targets_of(results.records)
     _report(results, targets)
     results.write(
-        ["backend", "T", "k", "temp_MB", "argument_MB", "output_MB", "total_MB"],
+        ["backend", "method", "T", "k", "temp_MB", "argument_MB", "output_MB", "total_MB"],
         extra={"targets": targets},
     )
     return results
 
 
 def targets_of(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Implicit's memory at the largest T against Unrolled's, and flat in T."""
+    """Implicit's memory at the largest T against Unrolled's, and flat in T; Checkpointed's
+    against Unrolled's."""
     total = {(r["backend"], r["T"]): r["total_MB"] for r in records}
     steps = sorted({r["T"] for r in records})
     big, small = steps[-1], 5 if 5 in steps else steps[0]
     targets = []
+    if ("checkpointed", big) in total and ("unrolled", big) in total and big >= 100:
+        ratio = total["checkpointed", big] / total["unrolled", big]
+        targets.append(
+            target(
+                f"Checkpointed's memory at T={big} <= 0.2x Unrolled's",
+                ratio,
+                ratio <= 0.2,
+                "the model's own buffers (parameters, batch) dominate at this size",
+            )
+        )
     if ("implicit", big) in total and ("unrolled", big) in total:
         ratio = total["implicit", big] / total["unrolled", big]
         targets.append(

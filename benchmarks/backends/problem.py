@@ -28,23 +28,23 @@ import solvers
 
 from ..shared import cli
 from ..shared.data.median import median_sets
-from ..shared.factories import BACKENDS, make_backend
+from ..shared.strategies import BACKENDS, METHODS, make_backend, make_method
 from ..tasks.models import SetModel, median_model
 
 LAYERS = ("ea", "otke", "rotp")
 """The solved layers a suite can measure (`--layer`)."""
 
 
-def layer_backend(
-    layer: str, name: str, steps: int, k: int | None = None, *, method_tol=None, **options
-):
-    """Backend `name` (see `make_backend`) running `layer`'s forward method: Nesterov for EA
-    (`method_tol` is its `gtol`; `options` may set `lr`, `momentum`), Sinkhorn for the
-    transport layers (`method_tol` its relative marginal violation); None: the default."""
-    if layer == "ea":
-        gtol = {} if method_tol is None else {"gtol": method_tol}
-        return make_backend(name, steps, k, **gtol, **options)
-    return make_backend(name, steps, k, method=solvers.Sinkhorn(method_tol), **options)
+def sweep_backend(
+    args: argparse.Namespace, name: str, steps: int, **options
+) -> solvers.AbstractBackend:
+    """Backend `name` with `steps` steps and the sweep flags' forward method (`--method`) and
+    taped steps (`--truncate-k`, `--phantom-k`, `--damping`); `options` go to the
+    backend (e.g. `throw=False`)."""
+    layer = getattr(args, "layer", "ea")
+    k = args.phantom_k if name == "phantom" else args.truncate_k
+    method = make_method(args.method, transport=layer != "ea")
+    return make_backend(name, steps, k=k, method=method, damping=args.damping, **options)
 
 
 def make_problem(
@@ -64,7 +64,7 @@ def make_problem(
     batch of sets with their labels, all floating-point arrays in `dtype`: D.1 sets and
     medians for `in_size = 1`, standard normal elements and targets otherwise."""
     k_model, k_data = jax.random.split(key)
-    solver = layer_backend(layer, "unrolled", 10) if solver is None else solver
+    solver = solvers.Unrolled(10) if solver is None else solver
     model = median_model(
         layer, out_size, in_size=in_size, widths=widths, decoder_widths=readout_widths,
         backend=solver, regularisation=regularisation, key=k_model,
@@ -78,9 +78,19 @@ def make_problem(
     return cast((model, x, labels), dtype)
 
 
-def with_solver(model: SetModel, solver: solvers.AbstractBackend) -> SetModel:
-    """`model` with its layer's backend replaced by `solver` (all other parameters kept)."""
-    return eqx.tree_at(lambda m: m.pool.solver, model, solver)
+def with_solver(
+    model: SetModel, solver: solvers.AbstractBackend, tolerance: float | None = None
+) -> SetModel:
+    """`model` with its layer's backend replaced by `solver` (all other parameters kept; a
+    backend without a method gets the layer's own), its method's tolerance set to
+    `tolerance` when given, and its arrays in the model's dtype."""
+    pool = model.pool.with_solver(solver)
+    if tolerance is not None:
+        pool = pool.with_solver(
+            pool.solver.with_method(pool.solver.method.with_tolerance(tolerance))
+        )
+    dtype = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))[0].dtype
+    return eqx.tree_at(lambda m: m.pool, model, cast(pool, dtype))
 
 
 def cast(tree: Any, dtype: Any) -> Any:
@@ -116,7 +126,7 @@ def parameter_grads(model: SetModel, x: Float[Array, "b n d"], labels: Float[Arr
     method = grads.pool.solver.method
     flat, _ = ravel_pytree(theta_of(grads))
     optimizer = {}
-    if isinstance(method, solvers.Nesterov):
+    if isinstance(method, solvers.Nesterov):  # the paper's learned step size and momentum
         optimizer = {"lr": method.raw_lr, "momentum": method.raw_momentum}
     return flat, optimizer, jnp.max(solve_stats(model, x).grad_max_norm)
 
@@ -218,7 +228,19 @@ def add_sweep_flags(parser: argparse.ArgumentParser) -> None:
         help="the backends to compare",
     )  # fmt: skip
     group.add_argument(
+        "--method", choices=METHODS, default="layer",
+        help="every backend's forward method (layer: the layer's own: Nesterov for EA under "
+        "the backends that differentiate T steps, Newton under Implicit and Phantom; "
+        "Sinkhorn for OTKE and ROTP)",
+    )  # fmt: skip
+    group.add_argument(
         "--truncate-k", type=cli.positive_int, default=2, help="Truncated's taped steps k"
+    )
+    group.add_argument(
+        "--phantom-k", type=cli.positive_int, default=1, help="Phantom's taped steps k"
+    )
+    group.add_argument(
+        "--damping", type=cli.positive_float, default=1.0, help="Phantom's damping τ in (0, 1]"
     )
 
 

@@ -22,8 +22,10 @@ examples:
 """
 
 import argparse
+import dataclasses
 import math
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
@@ -32,9 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import eqx_agg
+import solvers
 
 from ..shared import cli, compiled, training
-from ..shared.factories import BACKENDS, make_backend
 from ..shared.results import Results, progress, target, targets_section
 from . import memory, problem
 from .training_tasks import TASKS
@@ -86,22 +88,23 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--out", default="results/time-to-accuracy", help="output folder")
     group.add_argument("--quiet", action="store_true", help="no progress bar")
     group.add_argument("--quick", action="store_true", help="a smoke run: tiny sizes, few steps")
-    group = parser.add_argument_group("backends")
+    group = parser.add_argument_group("strategies")
     group.add_argument(
-        "--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
-        help="the backends compared (Unrolled is always the reference)",
+        "--variants", nargs="+", choices=list(VARIANTS), default=list(DEFAULT_VARIANTS),
+        help="the strategies trained (unrolled, the paper's, is always the reference): "
+        + "; ".join(f"{name}: {v.about}" for name, v in VARIANTS.items()),
     )  # fmt: skip
     group.add_argument(
         "--inner-steps", type=cli.positive_int, default=None,
-        help="inner steps T of Unrolled and Truncated (default: the task's: median 5, "
-        "counting 10, molecules 15)",
+        help="inner steps T of Unrolled, Checkpointed and Truncated (default: the task's: "
+        "median 5, counting 10, molecules 15)",
     )  # fmt: skip
     group.add_argument(
         "--truncate-k", type=cli.positive_int, default=2, help="Truncated's taped steps k"
     )
     group.add_argument(
         "--implicit-steps", type=cli.positive_int, default=100,
-        help="Implicit's cap on forward steps (it stops at its tolerance)",
+        help="the forward's cap under Implicit and Phantom (they stop at the tolerance)",
     )  # fmt: skip
     group.add_argument(
         "--train-inner-steps", type=cli.positive_int, nargs="*", default=[2],
@@ -111,27 +114,67 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """A strategy the benchmark trains: its backend from the parsed flags (T: the task's
+    `--inner-steps`), and what it is."""
+
+    backend: Callable[[argparse.Namespace], solvers.AbstractBackend]
+    about: str
+
+
+VARIANTS = {
+    "unrolled": Variant(
+        lambda a: solvers.Unrolled(a.inner_steps), "Unrolled(T), the paper's (reference)"
+    ),
+    "checkpointed": Variant(
+        lambda a: solvers.Checkpointed(a.inner_steps), "Checkpointed(T): Unrolled's gradient"
+    ),
+    "truncated": Variant(
+        lambda a: solvers.Truncated(a.inner_steps, min(a.truncate_k, a.inner_steps)),
+        "Truncated(T, --truncate-k)",
+    ),
+    "implicit": Variant(
+        lambda a: solvers.Implicit(a.implicit_steps), "Implicit with the layer's Newton forward"
+    ),
+    "implicit-nesterov": Variant(
+        lambda a: solvers.Implicit(a.implicit_steps, lr=0.125),
+        "Implicit with a restarted Nesterov forward",
+    ),
+    "implicit-anderson": Variant(
+        lambda a: solvers.Implicit(a.implicit_steps, method=solvers.Anderson()),
+        "Implicit with an Anderson forward",
+    ),
+    "phantom": Variant(
+        lambda a: solvers.Phantom(a.implicit_steps),
+        "Newton forward, one undamped Newton step differentiated",
+    ),
+    "phantom-nesterov": Variant(
+        lambda a: solvers.Phantom(a.implicit_steps, 5, 0.5, lr=0.125),
+        "Nesterov forward, 5 steps damped by 0.5 differentiated",
+    ),
+}
+"""`--variants`: the strategies the benchmark can train, by name."""
+
+DEFAULT_VARIANTS = ("unrolled", "checkpointed", "truncated", "implicit", "phantom")
+
 QUICK = dict(dims=[1], seeds=[0, 1], width=16, batch_size=8, set_size=20, eval_sets=64,
              steps=20, eval_every=5, implicit_steps=50, convs=["gin"])  # fmt: skip
 
 
 def variants(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The trained configurations: Unrolled(T) first (the reference), the other backends,
-    then Unrolled trained with each `T_train < T` and evaluated with T. `T_train` is the
-    training steps (Implicit: its cap), `T_eval` the evaluation's (None: as trained)."""
+    """The trained configurations: Unrolled(T) first (the reference), the other variants,
+    then Unrolled trained with each `T_train < T` and evaluated with T. `T_eval` is the
+    evaluation's inner steps (None: as trained). Every backend reports (not raises) an inner
+    solve that fails."""
     T = args.inner_steps
-    out = [dict(variant=f"unrolled T={T}", backend="unrolled", T_train=T, T_eval=None)]
-    for name in args.backends:
-        if name == "implicit":
-            out.append(dict(variant="implicit", backend=name, T_train=args.implicit_steps,
-                            T_eval=None))  # fmt: skip
-        elif name == "truncated":
-            k = min(args.truncate_k, T)
-            out.append(dict(variant=f"truncated k={k}", backend=name, T_train=T, T_eval=None))
+    names = ["unrolled"] + [name for name in args.variants if name != "unrolled"]
+    quiet = {n: dataclasses.replace(VARIANTS[n].backend(args), throw=False) for n in names}
+    out = [dict(variant=n, backend=quiet[n], T_eval=None) for n in names]
     for steps in args.train_inner_steps:
         if steps < T:
-            out.append(dict(variant=f"unrolled T={steps}→{T}", backend="unrolled",
-                            T_train=steps, T_eval=T))  # fmt: skip
+            short = solvers.Unrolled(steps, throw=False)
+            out.append(dict(variant=f"unrolled T={steps}→{T}", backend=short, T_eval=T))
     return out
 
 
@@ -150,7 +193,7 @@ def main(argv: list[str] | None = None) -> Results:
     curves: dict[tuple[Any, str], list[list[dict[str, Any]]]] = {}
     extras: dict[tuple[Any, str], dict[str, Any]] = {}
     for setting, variant, seed in progress(runs, "time-to-accuracy", quiet=args.quiet):
-        run = task.build(args, setting, _backend(args, variant), seed)
+        run = task.build(args, setting, variant["backend"], seed)
         config = _config(args, variant, seed)
         trained, history = training.train(
             run.model, run.loss_fn, run.next_batch, config, run.evaluate
@@ -192,13 +235,6 @@ def step_megabytes(model, loss_fn, batch) -> float:
     batch = jax.tree_util.tree_map(jnp.asarray, batch)
     executable = jax.jit(jax.grad(loss)).lower(params, batch, jax.random.PRNGKey(0)).compile()
     return memory.compiled_megabytes(executable)["total_MB"]
-
-
-def _backend(args, variant: dict[str, Any]):
-    """The variant's backend, reporting (not raising) an inner solve that fails."""
-    name, steps = variant["backend"], variant["T_train"]
-    k = min(args.truncate_k, steps) if name == "truncated" else None
-    return make_backend(name, steps, k, throw=False)
 
 
 def _config(args, variant: dict[str, Any], seed: int) -> training.TrainConfig:

@@ -31,7 +31,7 @@ from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 import eqx_agg
 
-from ..shared import cli
+from ..shared import cli, strategies
 from ..shared.peers import pyg
 from ..shared.results import Results, progress, target, targets_section
 from . import problem
@@ -119,7 +119,8 @@ def _parser():
     group.add_argument("--repeats", type=cli.positive_int, default=5, help="timed runs")
     group.add_argument(
         "--implicit-steps", type=cli.positive_int, default=None,
-        help="Implicit's step cap (it stops each set at its tolerance; default: T)",
+        help="the step cap of Implicit and Phantom (they stop each set at its tolerance; "
+        "default: T)",
     )  # fmt: skip
     group.add_argument("--no-peers", action="store_true", help="skip PyTorch Geometric")
     return parser
@@ -147,8 +148,7 @@ def main(argv: list[str] | None = None) -> Results:
         gradient, gradient_args = inner_gradient(model, x)
         calls["gradient", None] = _blocking(gradient, *gradient_args)
     for name, steps in progress(runs, "compiling", quiet=args.quiet):
-        k = min(args.truncate_k, steps) if name == "truncated" else None
-        row = dict(model=name, T=steps, k=k)
+        row = dict(model=name, T=steps)
         if name == "pyg":
             calls[name, steps], versions = pyg.pyg_step(
                 args.batch, args.set_size, args.in_size, args.out_size, tuple(args.widths),
@@ -164,12 +164,14 @@ def main(argv: list[str] | None = None) -> Results:
             compiled, params = problem.compiled_loss_and_grad(baseline, x, labels, pooling_loss)
             calls[name, steps] = _blocking(compiled, params, x, labels)
         else:
-            cap = args.implicit_steps if name == "implicit" and args.implicit_steps else steps
-            solver = problem.layer_backend(args.layer, name, cap, k, throw=False)
-            solver = problem.cast(solver, x.dtype)
+            solver = problem.sweep_backend(args, name, steps, throw=False)
+            if solver.runs_to_tolerance and args.implicit_steps:
+                solver = solver.with_steps(args.implicit_steps)
             candidate = problem.with_solver(model, solver)
             compiled, params = problem.compiled_loss_and_grad(candidate, x, labels)
             calls[name, steps] = _blocking(compiled, params, x, labels)
+            described = strategies.describe(candidate.pool.solver)
+            row.update(method=described["method"], k=described["k"])
             row.update(problem.diagnose(candidate, x, labels))
         rows[name, steps] = row
     measured = interleaved_times(calls, args.repeats, quiet=args.quiet)
@@ -187,6 +189,7 @@ def main(argv: list[str] | None = None) -> Results:
     results.write(
         [
             "model",
+            "method",
             "T",
             "k",
             "ms",

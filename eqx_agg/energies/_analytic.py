@@ -5,9 +5,7 @@ import abc
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int, Scalar
-
-import solvers
+from jaxtyping import Array, Bool, Float, Int, PyTree, Scalar
 
 from .._segments import (
     segment_counts,
@@ -18,13 +16,6 @@ from .._segments import (
 from ._abstract import AbstractEnergy
 
 
-def analytic_solver() -> solvers.Implicit:
-    """The default backend of the analytic energies: [`solvers.CoordinateNewton`][] to
-    tolerance (at most 100 steps) and the exact implicit gradient of their diagonal Hessian.
-    It returns the pooling for any set size and data scale, or raises."""
-    return solvers.Implicit(steps=100, method=solvers.CoordinateNewton(), linear_solver="diagonal")
-
-
 class _Coordinatewise(AbstractEnergy):
     """Energies whose `y` has the elements' size (`m = d`) and that are a sum of one convex
     term per coordinate."""
@@ -33,12 +24,6 @@ class _Coordinatewise(AbstractEnergy):
 
     def aggregate_size(self, in_size: int) -> int:
         return in_size
-
-    def default_solver(self) -> solvers.AbstractBackend:
-        """`Implicit(steps=100, method=CoordinateNewton(), linear_solver="diagonal")`: it
-        returns the pooling for any set size and data scale, or raises, and its gradient is
-        the exact implicit one."""
-        return analytic_solver()
 
 
 class Mean(_Coordinatewise):
@@ -135,6 +120,10 @@ class _Smoothed(_Coordinatewise):
     ) -> tuple[Float[Array, "n d"], Float[Array, "n d"]]:
         """Each element with its set's `δ`."""
         return x, self.smoothings(x, segment_ids, num_segments, mask)[segment_ids]
+
+    @abc.abstractmethod
+    def prepared_potential(self, element: PyTree, y: Float[Array, " d"]) -> Scalar:
+        """`F` of an element `(x_i, δ)`, with its set's smoothing `δ` (as `prepare` gives)."""
 
     def potential(self, x_i: Float[Array, " d"], y: Float[Array, " d"]) -> Scalar:
         delta = self.relative_smoothing if self.smoothing is None else self.smoothing

@@ -5,11 +5,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, Scalar
 
-import solvers
-
 from .._segments import segment_masked_max
 from ._abstract import AbstractEnergy
-from ._analytic import analytic_solver
 
 
 class Attention(AbstractEnergy):
@@ -39,6 +36,8 @@ class Attention(AbstractEnergy):
     def __init__(
         self, in_size: int, query_scale: float = 0.1, scaled: bool = True, *, key: PRNGKeyArray
     ):
+        if in_size < 1:
+            raise ValueError(f"in_size must be at least 1, got {in_size}")
         self.query = query_scale * jax.random.normal(key, (in_size,))
         self.scaled = scaled
 
@@ -49,9 +48,6 @@ class Attention(AbstractEnergy):
                 f"got elements of size {in_size}"
             )
         return in_size + 1
-
-    def default_solver(self) -> solvers.AbstractBackend:
-        return analytic_solver()
 
     def prepare(
         self,

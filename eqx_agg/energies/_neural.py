@@ -45,6 +45,8 @@ class Neural(AbstractEnergy):
         *,
         key: PRNGKeyArray,
     ):
+        if in_size < 1 or out_size < 1:
+            raise ValueError(f"in_size and out_size must be at least 1, got {in_size}, {out_size}")
         if not regularisation > 0:
             raise ValueError(f"regularisation must be positive, got {regularisation}")
         self.net = ResidualMLP(in_size + out_size, widths, jax.nn.tanh, key=key)

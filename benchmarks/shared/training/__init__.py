@@ -23,9 +23,28 @@ API:
 - `count_parameters(model)` — the number of array elements, as the result tables report it.
 - `save_checkpoint(dir, state, step, history)` / `load_checkpoint(dir, like)` — the
   checkpoint format (`eqx.tree_serialise_leaves` + a JSON step/history file).
-- `data_parallel_mesh()` and `shard_batch(batch, mesh)` — with more than one visible device
-  the batch is split across them along its leading axis (`jax.sharding.NamedSharding` over a
-  1-D mesh named `"batch"`), parameters replicated; `train` does this by itself.
+- `data_parallel_mesh()` and `shard_batch(batch, mesh)` — with more than one device, in this
+  process or in all processes of a multi-process run, the batch is split across them along its
+  leading axis (`jax.sharding.NamedSharding` over a 1-D mesh named `"batch"`, the leading
+  axis a multiple of the number of devices), parameters replicated; `train` does this by
+  itself.
+- `initialize_from_environment()` — joins a multi-process run (`jax.distributed.initialize`)
+  when the environment describes one; `python -m benchmarks` calls it first.
+
+Several GPU hosts: run one process per host, the same command on each, with process 0's
+host and a free port, the number of processes and this one's id (0, 1, ...):
+
+```bash
+# on host0; on the other host the same with EQX_AGG_PROCESS_ID=1
+export JAX_COORDINATOR_ADDRESS=host0:1234 EQX_AGG_NUM_PROCESSES=2 EQX_AGG_PROCESS_ID=0
+python -m benchmarks median ...
+```
+
+Under SLURM (`srun`) or Open MPI (`mpirun`), launch one task per GPU and set none of these:
+JAX reads the job's environment and gives each task the GPU of its local rank. `next_batch`
+returns the global batch on every process, each process places its own devices' rows, and
+the logged loss is the global one. Only process 0 writes the log and checkpoints; `--resume`
+needs `--checkpoint-dir` on a filesystem every host sees.
 
 Example:
 
@@ -58,6 +77,7 @@ from ._config import TrainConfig as TrainConfig
 from ._config import add_training_flags as add_training_flags
 from ._config import config_from_args as config_from_args
 from ._config import run_config as run_config
+from ._distributed import initialize_from_environment as initialize_from_environment
 from ._loop import count_parameters as count_parameters
 from ._loop import load_checkpoint as load_checkpoint
 from ._loop import save_checkpoint as save_checkpoint

@@ -5,7 +5,7 @@ import argparse
 import solvers
 
 from .. import cli
-from ..factories import BACKENDS, make_backend
+from ..strategies import BACKENDS, METHODS, make_backend, make_method
 
 
 def add_backend_flags(
@@ -17,8 +17,8 @@ def add_backend_flags(
     choose_backend: bool = True,
 ) -> None:
     """Add `--backend` (unless `choose_backend` is False: a task comparing backends has its
-    own `--backends`), `--inner-steps`, `--eval-inner-steps`, `--truncate-k`, `--inner-lr` to
-    `parser`.
+    own `--backends`), `--method`, `--inner-steps`, `--eval-inner-steps`, `--truncate-k`,
+    `--inner-lr` to `parser`.
 
     `--backend` and `--inner-steps` take one value, or one per EA layer
     (`--backend implicit unrolled`).
@@ -30,8 +30,13 @@ def add_backend_flags(
             help="the EA layers' backend (one, or one per EA layer)",
         )  # fmt: skip
     group.add_argument(
+        "--method", choices=METHODS, default="layer",
+        help="the EA layers' forward method (layer: Nesterov, or Newton under the backends "
+        "that run to tolerance)",
+    )  # fmt: skip
+    group.add_argument(
         "--inner-steps", type=cli.positive_int, nargs="+", default=[inner_steps],
-        help="inner steps T (one, or one per EA layer; Implicit: a cap)",
+        help="inner steps T (one, or one per EA layer; Implicit, Phantom: a cap)",
     )  # fmt: skip
     group.add_argument(
         "--eval-inner-steps", type=cli.positive_int, default=None,
@@ -39,11 +44,11 @@ def add_backend_flags(
     )  # fmt: skip
     group.add_argument(
         "--truncate-k", type=cli.positive_int, default=truncate_k,
-        help="Truncated's taped steps k",
+        help="taped steps k of Truncated and Phantom",
     )  # fmt: skip
     group.add_argument(
         "--inner-lr", type=cli.positive_float, default=inner_lr,
-        help="initial (learnable) inner step size",
+        help="initial (learnable) step size of a Nesterov forward",
     )  # fmt: skip
 
 
@@ -58,8 +63,10 @@ def backend_from_args(
     """
     name = _pick(args.backend, layer, "--backend")
     steps = _pick(args.inner_steps, layer, "--inner-steps")
-    k = min(args.truncate_k, steps) if name == "truncated" else None
-    return make_backend(name, steps, k, lr=args.inner_lr, throw=throw)
+    method = make_method(args.method)
+    if method is None and name not in ("implicit", "phantom"):
+        method = solvers.Nesterov(lr=args.inner_lr)  # the layer's own, with --inner-lr
+    return make_backend(name, steps, k=args.truncate_k, method=method, throw=throw)
 
 
 def _pick(values: list, layer: int, flag: str):

@@ -28,7 +28,8 @@ class TrainConfig:
     - `log_path`: JSON-lines log (None: no file).
     - `checkpoint_dir`: where `checkpoint.eqx` and `checkpoint.json` go (None: no checkpoints).
     - `resume`: continue from the checkpoint in `checkpoint_dir` when there is one.
-    - `data_parallel`: shard the batch across every visible device when there are several.
+    - `data_parallel`: shard the batch across every device of every process when there are
+      several.
     - `quiet`: no progress bar.
     - `eval_inner_steps`: evaluate with this many inner steps in every solved layer
       (`eqx_agg.with_inner_steps`; the paper's E.2: fewer in training than at test). None:

@@ -15,6 +15,7 @@ import eqx_agg
 
 from ..results import progress
 from ._config import TrainConfig
+from ._distributed import initialize_from_environment
 from ._sharding import data_parallel_mesh, replicate, shard_batch
 
 LossFn = Callable[[Any, Any, Any], tuple[Any, dict[str, Any]]]
@@ -40,7 +41,9 @@ def train(
       leading axis; a pure function of `step` makes runs reproducible and resumable.
     - `config`: a `TrainConfig`.
     - `evaluate`: `evaluate(model, step) -> dict of floats`, run before training (step 0),
-      every `config.eval_every` steps and after the last step.
+      every `config.eval_every` steps and after the last step. In a multi-process run it runs
+      on every process, with the model's arrays replicated on every device: a computation on
+      them runs on all processes at once, and `float` reads a replicated result.
 
     **Returns:** the trained model and `{"train": [...], "eval": [...]}`, lists of records
     (`{"step", "loss", <metrics>, "seconds"}` and `{"step", "train_seconds", <evaluate's
@@ -48,7 +51,13 @@ def train(
     included and evaluations excluded), which are
     also written as JSON lines to `config.log_path`. With `config.resume` a run restarts from
     the checkpoint in `config.checkpoint_dir` and its history continues.
+
+    Several processes (`initialize_from_environment`) train one model: every process passes
+    the same `model` and global batches and returns the same result, and only process 0
+    writes the log, the checkpoints and the progress bar.
     """
+    initialize_from_environment()
+    writes = jax.process_index() == 0
     optimizer = optax.adam(_learning_rate(config))
     opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
     start, history = 0, {"train": [], "eval": []}
@@ -56,7 +65,7 @@ def train(
         (model, opt_state), start, history = load_checkpoint(
             config.checkpoint_dir, (model, opt_state)
         )
-    log = _open_log(config.log_path, append=start > 0)
+    log = _open_log(config.log_path if writes else None, append=start > 0)
     mesh = data_parallel_mesh() if config.data_parallel else None
     if mesh is not None:
         model, opt_state = replicate((model, opt_state), mesh)
@@ -67,12 +76,14 @@ def train(
     if evaluate is not None and start == 0:
         _record(history, "eval", {"step": 0, "train_seconds": 0.0, **evaluate(model, 0)}, log)
     clock, evaluating = time.perf_counter(), 0.0
-    bar = progress(range(start, config.steps), "train", config.steps - start, config.quiet)
+    quiet = config.quiet or not writes
+    bar = progress(range(start, config.steps), "train", config.steps - start, quiet)
     try:
         for step in bar:
             batch = next_batch(step)
-            batch = jax.tree_util.tree_map(jnp.asarray, batch)
-            if mesh is not None:
+            if mesh is None:
+                batch = jax.tree_util.tree_map(jnp.asarray, batch)
+            else:
                 batch = shard_batch(batch, mesh)
             key = jax.random.fold_in(base_key, step)
             model, opt_state, loss, metrics = step_fn(model, opt_state, batch, key)
@@ -92,7 +103,7 @@ def train(
                 _record(history, "eval", record, log)
                 evaluating += time.perf_counter() - paused
             checkpoint_now = config.checkpoint_every and done % config.checkpoint_every == 0
-            if config.checkpoint_dir is not None and (checkpoint_now or last):
+            if writes and config.checkpoint_dir is not None and (checkpoint_now or last):
                 save_checkpoint(config.checkpoint_dir, (model, opt_state), done, history)
     finally:
         if log is not None:

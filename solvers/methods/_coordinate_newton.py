@@ -8,14 +8,17 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
-from ._method import AbstractMethod, Bounds, EnergyFn, grad_and_energy, record
+from .._problem import Bounds, EnergyFn, grad_and_energy, record
+from ._abstract import AbstractMethod
 
 
-class NewtonState(eqx.Module):
+class CoordinateNewtonState(eqx.Module):
     """`y` and the bracket `[lower, upper]` of each coordinate, `[b, m]`; `scale` `[b, m]`, the
     initial bracket width (0 where unbounded) that the step tolerance is relative to; `last`
     `[b, m]`, the size of the previous step; `settled` `[b, m]`, the coordinates that are done
-    (they take no further step); per set: `stopped`, `diverged`."""
+    (they take no further step); `within` `[b, m]`, the coordinates whose last Newton step was
+    within the tolerance (the dtype's default when stepping with 0); per set: `stopped`,
+    `diverged`."""
 
     y: Float[Array, "b m"]
     lower: Float[Array, "b m"]
@@ -23,6 +26,7 @@ class NewtonState(eqx.Module):
     scale: Float[Array, "b m"]
     last: Float[Array, "b m"]
     settled: Bool[Array, "b m"]
+    within: Bool[Array, "b m"]
     stopped: Bool[Array, " b"]
     diverged: Bool[Array, " b"]
 
@@ -50,7 +54,8 @@ class CoordinateNewton(AbstractMethod):
 
     **Arguments:**
 
-    - `rtol`: relative step tolerance; `None` resolves to `4 eps` of the dtype.
+    - `rtol`: relative step tolerance; `None` resolves to `4 eps` of the dtype; 0 stops
+      only at an exact root.
 
     !!! warning
         Valid only for separable energies: the Hessian diagonal is read off one
@@ -58,24 +63,39 @@ class CoordinateNewton(AbstractMethod):
     """
 
     separable_only: ClassVar[bool] = True
+    slow_advice: ClassVar[str] = "raise the backend's steps"
+    stall_advice: ClassVar[str] = (
+        "check that the energy is convex in each coordinate of y, as CoordinateNewton needs"
+    )
     rtol: float | None = eqx.field(default=None, static=True)
 
     def __check_init__(self):
-        if self.rtol is not None and not 0 < self.rtol < 1:
-            raise ValueError(f"rtol must lie in (0, 1) or be None, got {self.rtol}")
+        if self.rtol is not None and not 0 <= self.rtol < 1:
+            raise ValueError(f"rtol must lie in [0, 1) or be None, got {self.rtol}")
 
-    def resolve(self, dtype: Any) -> "CoordinateNewton":
-        if self.rtol is not None:
-            return self
-        return CoordinateNewton(4 * float(np.finfo(dtype).eps))
+    @property
+    def constrained(self) -> bool:
+        """False: the bracket contains the unconstrained minimiser."""
+        return False
 
-    def resume(self, state: NewtonState) -> NewtonState:
+    @property
+    def tolerance(self) -> float | None:
+        return self.rtol
+
+    def default_tolerance(self, dtype: Any) -> float:
+        return 4 * float(np.finfo(dtype).eps)
+
+    def with_tolerance(self, tolerance: float) -> "CoordinateNewton":
+        return CoordinateNewton(tolerance)
+
+    def resume(self, state: CoordinateNewtonState) -> CoordinateNewtonState:
+        """Every coordinate steps again, inside the bracket it had narrowed."""
         settled = jnp.zeros_like(state.settled)
         return eqx.tree_at(lambda s: (s.stopped, s.settled), state, (state.diverged, settled))
 
     def init(
         self, fn: EnergyFn, y0: Float[Array, "b m"], args: Any, bounds: Bounds | None
-    ) -> NewtonState:
+    ) -> CoordinateNewtonState:
         del fn, args
         if bounds is None:
             lower, upper = jnp.full_like(y0, -jnp.inf), jnp.full_like(y0, jnp.inf)
@@ -86,11 +106,12 @@ class CoordinateNewton(AbstractMethod):
         scale = jnp.where(bounded, upper - lower, 0)
         no = jnp.zeros(y0.shape[0], bool)
         last = jnp.where(bounded, scale, jnp.inf)
-        return NewtonState(y, lower, upper, scale, last, jnp.zeros(y.shape, bool), no, no)
+        none = jnp.zeros(y.shape, bool)
+        return CoordinateNewtonState(y, lower, upper, scale, last, none, none, no, no)
 
     def step(
-        self, fn: EnergyFn, state: NewtonState, args: Any
-    ) -> tuple[NewtonState, dict[str, Array]]:
+        self, fn: EnergyFn, state: CoordinateNewtonState, args: Any
+    ) -> tuple[CoordinateNewtonState, dict[str, Array]]:
         if self.rtol is None:
             raise ValueError("call resolve(dtype) before stepping a CoordinateNewton")
         y = state.y
@@ -103,13 +124,20 @@ class CoordinateNewton(AbstractMethod):
         width = jnp.where(state.scale > 0, state.scale, jnp.abs(y))
         newton = y - g / jnp.where(h > 0, h, 1)
         proposed = jnp.abs(newton - y)
-        # Done when the Newton step is below tolerance, or small and no longer shrinking
-        # (the rounding noise of the gradient).
-        tolerance = self.rtol * (width + jnp.abs(y))
-        noise = np.sqrt(self.rtol) * width + tolerance
-        converged = (g == 0) | (proposed <= tolerance)
-        converged = converged | ((proposed <= noise) & (proposed > 0.5 * state.last))
-        done = converged | (upper - lower <= tolerance)  # or the bracket has closed
+
+        def within(rtol):
+            """The Newton step is below tolerance, or small and no longer shrinking (the
+            rounding noise of the gradient), or the bracket has closed."""
+            tolerance = rtol * (width + jnp.abs(y))
+            noise = np.sqrt(rtol) * width + tolerance
+            converged = (g == 0) | (proposed <= tolerance)
+            converged = converged | ((proposed <= noise) & (proposed > 0.5 * state.last))
+            return converged, converged | (upper - lower <= tolerance)
+
+        converged, done = within(self.rtol)
+        if self.rtol == 0:  # every step is taken (Truncated's and Phantom's taped steps)
+            done = jnp.zeros_like(done)
+        _, meets = within(self.rtol or self.default_tolerance(y.dtype))
         # rtsafe: Newton when it lands in the bracket and at least halves the previous step;
         # otherwise bisect, so the bracket shrinks at least geometrically.
         take = (h > 0) & (newton >= lower) & (newton <= upper) & (proposed <= 0.5 * state.last)
@@ -122,18 +150,22 @@ class CoordinateNewton(AbstractMethod):
         active = ~state.stopped & finite
         moves = active[:, None] & ~state.settled
         settled = state.settled | (moves & done)
-        new = NewtonState(
+        new = CoordinateNewtonState(
             y=jnp.where(moves, new_y, y),
             lower=lower,
             upper=upper,
             scale=state.scale,
             last=jnp.where(moves & ~done, size, state.last),
             settled=settled,
+            within=jnp.where(moves, meets, state.within),
             stopped=state.stopped | ~finite | jnp.all(settled, axis=-1),
             diverged=state.diverged | (~state.stopped & ~finite),
         )
         return new, record(g, energy, active)
 
-    def converged(self, state: NewtonState, grad_max_norm: Float[Array, " b"]):
+    def converged(self, state: CoordinateNewtonState, grad_max_norm: Float[Array, " b"]):
+        """Every coordinate's last Newton step was within the tolerance."""
         del grad_max_norm
-        return state.stopped & ~state.diverged
+        # counted, not jnp.all: reduce_and has no differentiation rule under custom_root
+        every = jnp.sum(state.within, axis=-1) == state.within.shape[-1]
+        return every & ~state.diverged

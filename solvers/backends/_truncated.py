@@ -3,12 +3,14 @@
 from typing import Any
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._backend import AbstractBackend, check_steps, method_from, scan_steps, steps_to_tolerance
-from ._method import AbstractMethod, Bounds, EnergyFn
+from .._checks import check_int
+from .._problem import Bounds, EnergyFn, Optimality
+from ..methods import AbstractMethod, method_from
+from ._abstract import AbstractBackend
+from ._loops import scan_steps, steps_to_tolerance, stop_gradient
 
 
 class Truncated(AbstractBackend):
@@ -16,9 +18,10 @@ class Truncated(AbstractBackend):
 
     The first `steps - k` steps run untaped (a `while_loop` on stop-gradient inputs that ends
     once every set has met the tolerance), so backward memory grows with `k`, not `steps`.
-    The last `k` steps are taped and take no notice of the tolerance: every set, converged or
-    not, takes them, so each set's gradient is that of `k` steps from where the prefix left it
-    (near a fixed point, the `k`-term Neumann series of the implicit gradient). With
+    The last `k` steps are taped and take no notice of the tolerance (the method's
+    `without_tolerance`): every set, converged or not, takes them, continuing from where the
+    prefix left it (the method's `resume`), so each set's gradient is that of `k` steps from
+    there (near a fixed point, the `k`-term Neumann series of the implicit gradient). With
     `k = steps` there is no prefix and Truncated is exactly [`solvers.Unrolled`][]. The
     auxiliary loss terms of the untaped steps carry no gradient.
 
@@ -32,7 +35,7 @@ class Truncated(AbstractBackend):
 
     steps: int = eqx.field(static=True)
     k: int = eqx.field(static=True)
-    method: AbstractMethod
+    method: AbstractMethod | None
     throw: bool = eqx.field(static=True)
 
     def __init__(
@@ -47,16 +50,16 @@ class Truncated(AbstractBackend):
         method: AbstractMethod | None = None,
         throw: bool = True,
     ):
-        self.steps = check_steps(steps, "steps")
-        self.k = check_steps(k, "k")
+        self.steps = check_int(steps, "steps")
+        self.k = check_int(k, "k")
         if self.k > self.steps:
             raise ValueError(f"k must satisfy 1 <= k <= steps = {steps}, got k = {k}")
-        self.method = method_from(method, lr, momentum, gtol, clip, default_gtol=1e-3)
+        self.method = method_from(method, lr, momentum, gtol, clip, to_tolerance=False)
         self.throw = throw
 
     def with_steps(self, steps: int) -> "Truncated":
         """With `steps` inner steps and `min(k, steps)` taped ones."""
-        k = min(self.k, check_steps(steps, "steps"))
+        k = min(self.k, check_int(steps, "steps"))
         return Truncated(steps, k, method=self.method, throw=self.throw)
 
     def _iterate(
@@ -66,21 +69,16 @@ class Truncated(AbstractBackend):
         y0: Float[Array, "b m"],
         args: Any,
         bounds: Bounds | None,
+        optimality: Optimality | None,
     ):
+        del optimality
         state = method.init(fn, y0, args, bounds)
         if self.k == self.steps:
             return scan_steps(method, fn, state, args, self.k)
-        untaped_method, untaped_args = _stop_gradient((method, args))
+        untaped_method, untaped_args = stop_gradient((method, args))
         state, prefix = steps_to_tolerance(
-            untaped_method, fn, _stop_gradient(state), untaped_args, self.steps - self.k
+            untaped_method, fn, stop_gradient(state), untaped_args, self.steps - self.k
         )
         state = method.resume(state)  # every set takes the taped steps
         state, taped = scan_steps(method.without_tolerance(), fn, state, args, self.k)
         return state, {name: jnp.concatenate([prefix[name], taped[name]], -1) for name in taped}
-
-
-def _stop_gradient(tree):
-    """`lax.stop_gradient` on the floating-point arrays of a pytree; other leaves unchanged."""
-    return jax.tree_util.tree_map(
-        lambda leaf: jax.lax.stop_gradient(leaf) if eqx.is_inexact_array(leaf) else leaf, tree
-    )

@@ -1,6 +1,6 @@
 """Nesterov's accelerated gradient with learnable lr and momentum (paper Listing 2)."""
 
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Scalar
 
-from ._method import AbstractMethod, Bounds, EnergyFn, grad_and_energy, per_set, record
+from .._checks import check_non_negative, check_positive, check_unit_interval
+from .._problem import Bounds, EnergyFn, grad_and_energy, per_set, record
+from ._abstract import AbstractMethod
 
 DIVERGENCE_RATIO = 10.0
 """A set is flagged as diverged, and stops, at the first step whose gradient 2-norm exceeds this
@@ -80,6 +82,12 @@ class Nesterov(AbstractMethod):
     clip: float | None = eqx.field(static=True)
     restart: bool = eqx.field(static=True)
 
+    slow_advice: ClassVar[str] = "raise the backend's steps, or use solvers.Newton()"
+    stall_advice: ClassVar[str] = (
+        "lower the lr (Nesterov(lr=...), or the backend's lr=), raise the energy's "
+        "regulariser, or use solvers.Newton(), which safeguards every step"
+    )
+
     def __init__(
         self,
         lr: float = 0.125,
@@ -88,14 +96,10 @@ class Nesterov(AbstractMethod):
         clip: float | None = None,
         restart: bool = False,
     ):
-        if not lr > 0:
-            raise ValueError(f"lr must be positive, got {lr}")
-        if not 0 < momentum < 1:
-            raise ValueError(f"momentum must lie in (0, 1), got {momentum}")
-        if gtol is not None and not gtol >= 0:
-            raise ValueError(f"gtol must be non-negative or None, got {gtol}")
-        if clip is not None and not clip > 0:
-            raise ValueError(f"clip must be positive or None, got {clip}")
+        check_positive(lr, "lr")
+        check_unit_interval(momentum, "momentum", closed_above=False)
+        check_non_negative(gtol, "gtol", optional=True)
+        check_positive(clip, "clip", optional=True)
         # Not weak-typed: an update would change the dtype and recompile a jitted step.
         dtype = jnp.result_type(float)
         self.raw_lr = jnp.array(inverse_softplus(lr), dtype)
@@ -112,20 +116,27 @@ class Nesterov(AbstractMethod):
     def momentum(self) -> Scalar:
         return jax.nn.sigmoid(self.raw_momentum)
 
-    def resolve(self, dtype: Any) -> "Nesterov":
-        if self.gtol is not None:
-            return self
-        return self._with_gtol(DEFAULT_TOLERANCE[jnp.dtype(dtype).name])
+    @property
+    def constrained(self) -> bool:
+        """True with `clip`: the steps are projected onto `[-clip, clip]`."""
+        return self.clip is not None
 
-    def without_tolerance(self) -> "Nesterov":
-        """With `gtol = 0`: a stopped Nesterov set would not move, so it would get no gradient."""
-        return self._with_gtol(0.0)
+    @property
+    def tolerance(self) -> float | None:
+        return self.gtol
 
-    def _with_gtol(self, gtol: float) -> "Nesterov":
-        new = Nesterov(gtol=gtol, clip=self.clip, restart=self.restart)
+    def default_tolerance(self, dtype: Any) -> float:
+        return DEFAULT_TOLERANCE[jnp.dtype(dtype).name]
+
+    def with_tolerance(self, tolerance: float) -> "Nesterov":
+        new = Nesterov(gtol=tolerance, clip=self.clip, restart=self.restart)
         return eqx.tree_at(
             lambda m: (m.raw_lr, m.raw_momentum), new, (self.raw_lr, self.raw_momentum)
         )
+
+    def resume(self, state: "NesterovState") -> "NesterovState":
+        """Every set that met the tolerance steps again, from its point and velocity."""
+        return eqx.tree_at(lambda s: s.stopped, state, state.diverged)
 
     def init(
         self, fn: EnergyFn, y0: Float[Array, "b m"], args: Any, bounds: Bounds | None
@@ -140,7 +151,7 @@ class Nesterov(AbstractMethod):
     ) -> tuple[NesterovState, dict[str, Array]]:
         if self.gtol is None:
             raise ValueError("call resolve(dtype) before stepping a Nesterov with gtol=None")
-        lr, mu = self.lr, self.momentum
+        lr, mu = self.lr.astype(state.y.dtype), self.momentum.astype(state.y.dtype)
         lookahead = state.y + mu * state.velocity
         g, energy = grad_and_energy(fn, lookahead, args)
         norm = jnp.sqrt(jnp.sum(g**2, axis=-1))
