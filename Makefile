@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format bench docs clean
+.PHONY: install test test-long test-properties lint format bench bench-gpu docs clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,17 +25,29 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# The transport-layer tests run in processes of their own: twice in a full run an XLA CPU
-# compile of theirs crashed its worker (segfault, not reproducible in isolation).
+# Every test but the end-to-end runs of the benchmark suites and tasks, hypothesis at its
+# `ci` profile. Tests marked with one xdist_group run on one worker (they share results).
 test: lint
-	$(PY) -m pytest -n 2 -q tests/test_transport_layers.py
-	$(PY) -m pytest -n 2 -q --ignore=tests/test_transport_layers.py
+	$(PY) -m pytest -n 2 -q --dist loadgroup -m "not slow" --durations=15
+
+# What CI runs after `make test`: the end-to-end runs (every suite and task in --quick mode,
+# the GPU command on CPU, the documentation's minute-long examples).
+test-long: $(STAMP)
+	$(PY) -m pytest -n 2 -q --dist loadgroup -m slow --durations=15
+
+# Every hypothesis property at the long profile (100+ drawn examples each).
+test-properties: $(STAMP)
+	$(PY) -m pytest -n 2 -q --dist loadgroup -m property --hypothesis-profile=long
 
 bench: $(STAMP)
 	$(PY) -m benchmarks default
+
+# On a machine with a GPU (jax[cuda] installed): every figure that needs one, within 8 minutes.
+bench-gpu: $(STAMP)
+	$(PY) -m benchmarks gpu
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) site results
+	rm -rf $(VENV) site results .xla-cache

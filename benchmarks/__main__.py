@@ -7,10 +7,15 @@ import sys
 COMMANDS = {
     # name: (module, description)
     "default": ("benchmarks.default", "what `make bench` runs: every backend suite"),
+    "gpu": ("benchmarks.gpu", "what `make bench-gpu` runs: the GPU figures in 8 minutes"),
     "accuracy": ("benchmarks.backends.accuracy", "gradient error of each backend vs T"),
     "memory": ("benchmarks.backends.memory", "compiled memory of each backend vs T"),
     "timing": ("benchmarks.backends.timing", "time of each backend vs T, and of the baselines"),
     "convergence": ("benchmarks.backends.convergence", "inner-loop residual and energy per step"),
+    "forward": (
+        "benchmarks.backends.forward",
+        "steps and time of each forward method to tolerance",
+    ),
     "time-to-accuracy": (
         "benchmarks.backends.time_to_accuracy",
         "held-out error vs training time, per backend",

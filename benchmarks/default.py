@@ -32,6 +32,32 @@ ABOUT = (
 )
 
 
+def apart_from_peers(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The targets about this library, and those comparing it with a peer (PyG)."""
+    peers = [row for row in rows if "PyG" in row["target"]]
+    return [row for row in rows if row not in peers], peers
+
+
+def _advice(recommendation: dict | None) -> str:
+    """The report's opening: what to use, from this run's measurements, then what it holds."""
+    lines = [
+        "**Advice.** For a learned energy, use what this run recommends below (measured "
+        "on the median model); keep analytic energies and the transport layers at their "
+        "default solvers. `Implicit()` (a Newton forward to tolerance) gives the argmin "
+        "itself and memory flat in T, at a higher cost per training step at these sizes. "
+        'The README\'s "Which backend for which layer" says why.'
+    ]
+    if recommendation is not None:
+        lines.append(
+            f"This run's recommendation for the median model (`select`): "
+            f"**{recommendation['backend']}, T = {recommendation['steps']}"
+            + (f", k = {recommendation['k']}" if recommendation["k"] else "")
+            + "**, because:\n\n"
+            + "\n".join(f"- {reason}" for reason in recommendation["reasons"])
+        )
+    return "\n\n".join([*lines, ABOUT])
+
+
 def main(argv: list[str] | None = None) -> Results:
     """Run every suite; write `<out>/<suite>/` and `<out>/default/`."""
     parser = cli.parser("default", __doc__)
@@ -42,8 +68,7 @@ def main(argv: list[str] | None = None) -> Results:
     parser.add_argument("--out", default="results", help="root folder of every suite's output")
     args = parser.parse_args(argv)
     root = Path(args.out)
-    summary = Results("default", vars(args), root / "default", ABOUT)
-    recommendation, run_times = None, []
+    rows, recommendation, run_times = [], None, []
     for name, suite in SUITES.items():
         flags = ["--seed", str(args.seed), "--out", str(root / name)]
         flags += ["--quick"] * args.quick + ["--quiet"] * args.quiet
@@ -53,16 +78,22 @@ def main(argv: list[str] | None = None) -> Results:
         results = suite.main(flags)
         run_times.append({"suite": name, "run time (s)": time.perf_counter() - start})
         payload = json.loads((results.dir / "results.json").read_text())
-        for target in payload.get("targets", []):
-            summary.add(suite=name, **target)
+        rows += [{"suite": name, **target} for target in payload.get("targets", [])]
         recommendation = payload.get("recommendation", recommendation)
-    if recommendation is not None:
+    summary = Results("default", vars(args), root / "default", _advice(recommendation))
+    ours, peers = apart_from_peers(rows)
+    for row in ours:
+        summary.add(**row)
+    if peers:
         summary.add_section(
-            f"Recommendation for the median model: backend={recommendation['backend']}, "
-            f"T={recommendation['steps']}, k={recommendation['k']}\n\n"
-            + "\n".join(f"- {reason}" for reason in recommendation["reasons"])
+            "Peer comparison (PyTorch Geometric's EquilibriumAggregation, timed in the same "
+            "run):\n\n" + markdown_table(peers, ["suite", "target", "measured", "met", "why"])
         )
-    summary.add_section(markdown_table(run_times, ["suite", "run time (s)"]))
+    total = sum(r["run time (s)"] for r in run_times)
+    summary.add_section(
+        f"Run times ({total:.0f} s in all):\n\n"
+        + markdown_table(run_times, ["suite", "run time (s)"])
+    )
     summary.add_section(
         "Per-suite reports: " + ", ".join(f"[{name}](../{name}/report.md)" for name in SUITES)
     )

@@ -14,9 +14,9 @@ from .energies import AbstractEnergy
 class EquilibriumAggregation(AbstractSolvedAggregation):
     """Pool a set into the minimiser of an energy (Bartunov et al., 2022, eq. 3).
 
-    `y*(X) = argmin_y R(y) + Σ_i F(x_i, y)`, found by the solver's forward method (Nesterov
-    steps from `y0 = 0` for learned energies); the solver's backend decides how gradients
-    flow through the argmin, so two layers of one model may use different backends.
+    `y*(X) = argmin_y R(y) + Σ_i F(x_i, y)`, found from `y0 = 0` by the solver's forward
+    method (below); the solver's backend decides how gradients flow through the argmin, so
+    two layers of one model may use different backends.
 
     **Arguments:**
 

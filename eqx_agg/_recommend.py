@@ -27,7 +27,8 @@ class Recommendation:
 
     - `backend`: `"implicit"`, `"unrolled"` or `"truncated"`; `steps`: inner steps `T`;
       `k`: taped steps (Truncated only, else None).
-    - `solver`: that backend, built with the layer's forward method: pass it to the layer.
+    - `solver`: that backend, built with the layer's forward method and `throw=True` (it
+      raises as the layer's own solver does): pass it to the layer.
     - `reasons`: the measured facts the choice rests on, one sentence each.
     - `measurements`: one dict per probe (backend, T, k, residual, cosine, MB, ms and, for
       the candidates trained, `probe_loss` and `time_to_goal_s`).
@@ -170,7 +171,8 @@ def recommend_backend(
         for (name, t, k), p in probes.items()
     ]
     name, t, k = choice
-    return Recommendation(name, t, k, _backend(name, t, k, method), reasons, measurements)
+    solver = _backend(name, t, k, method, throw=True)  # the layer's loud failures kept
+    return Recommendation(name, t, k, solver, reasons, measurements)
 
 
 def _by_training_probe(
@@ -220,9 +222,9 @@ def _by_training_probe(
         f"goal is that loss within slack={slack:g} of its progress, {goal:.4g}"
     )
     reasons.append(
-        "Unrolled reached the goal in "
-        + ", ".join(f"{_seconds(fits[s]['time_to_goal_s'])} at T={s}" for s in steps)
-        + f" of training: T={t} is the soonest"
+        "Unrolled "
+        + ", ".join(f"at T={s} {_reached(fits[s]['time_to_goal_s'])}" for s in steps)
+        + f" (training time): T={t} is the soonest"
         + ("" if len(fits_budget) == len(steps) else f" within memory_budget={memory_budget}")
     )
     choice = ("unrolled", t, None)
@@ -236,8 +238,8 @@ def _by_training_probe(
     if truncated:
         fastest = min(truncated, key=lambda p: p["time_to_goal_s"])
         reasons.append(
-            f"Truncated(T={t}) reached it in "
-            + ", ".join(f"{_seconds(p['time_to_goal_s'])} with k={p['k']}" for p in truncated)
+            f"Truncated(T={t}) "
+            + ", ".join(f"with k={p['k']} {_reached(p['time_to_goal_s'])}" for p in truncated)
         )
         if fastest["time_to_goal_s"] < fits[t]["time_to_goal_s"]:
             choice = ("truncated", t, fastest["k"])
@@ -256,8 +258,9 @@ def _finite(value: float) -> float:
     return value if math.isfinite(value) else math.inf
 
 
-def _seconds(value: float) -> str:
-    return "never" if math.isinf(value) else f"{value:.3g} s"
+def _reached(seconds: float) -> str:
+    """How a candidate fared against the goal, as a sentence fragment."""
+    return "never reached the goal" if math.isinf(seconds) else f"reached it in {seconds:.3g} s"
 
 
 def _label(name: str, t: int, k: int | None) -> str:
@@ -272,13 +275,16 @@ def _reporter(progress: bool | Callable[[str], Any]) -> Callable[[str], Any]:
     return lambda message: None
 
 
-def _backend(name: str, t: int, k: int | None, method) -> solvers.AbstractBackend:
-    """Backend `name` with the layer's forward method (throwing nothing: probes report)."""
+def _backend(
+    name: str, t: int, k: int | None, method, throw: bool = False
+) -> solvers.AbstractBackend:
+    """Backend `name` with the layer's forward method; the probes report (`throw=False`)
+    rather than raise."""
     if name == "unrolled":
-        return solvers.Unrolled(t, method=method, throw=False)
+        return solvers.Unrolled(t, method=method, throw=throw)
     if name == "implicit":
-        return solvers.Implicit(t, method=method, throw=False)
-    return solvers.Truncated(t, k, method=method, throw=False)
+        return solvers.Implicit(t, method=method, throw=throw)
+    return solvers.Truncated(t, k, method=method, throw=throw)
 
 
 def _probe(layer, solver, x, mask, cotangent, repeats: int) -> dict[str, Any]:

@@ -6,11 +6,11 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 import eqx_agg
 import solvers
+from eqx_agg import testing
+from eqx_agg.testing import MAX_SET, SCALES
 
 BACKENDS = {
     "unrolled": lambda steps, k, **options: solvers.Unrolled(steps, **options),
@@ -123,12 +123,6 @@ def make_backend(name: str, steps: int, k: int | None = None, **options):
     return BACKENDS[name](steps, k, **options)
 
 
-MAX_SET = 30
-"""Sets drawn by hypothesis are padded to this many rows, so jit compiles once per shape."""
-
-SCALES = [1e-3, 1e-2, 1.0, 1e2, 1e3]
-
-
 def make_energy(name: str, d: int, key):
     """One energy of each kind, for elements of size `d` (defaults everywhere)."""
     return {
@@ -154,19 +148,20 @@ def random_set(seed: int, n: int, d: int, scale: float = 1.0):
     return jnp.asarray(scale * np.random.default_rng(seed).normal(size=(n, d)))
 
 
-@st.composite
-def set_values(draw, d: int, min_size: int = 1, max_size: int = MAX_SET, scales=SCALES):
-    """`(x, n)`: `n` drawn elements of size `d`, with ties and duplicates, at a drawn scale
-    and offset, padded with garbage rows to `max_size` rows (the first `n` are real)."""
-    n = draw(st.integers(min_size, max_size))
-    level = st.sampled_from([-1.0, -0.5, 0.0, 0.25, 1.0])  # repeated values: ties
-    element = st.one_of(level, st.floats(-1, 1, allow_nan=False, allow_infinity=False))
-    values = draw(hnp.arrays(np.float64, (n, d), elements=element))
-    scale = draw(st.sampled_from(scales))
-    offset = draw(st.sampled_from([0.0, 3.0, -100.0]))
-    x = np.full((max_size, d), 1e30)
-    x[:n] = scale * (values + offset)
-    return x, n
+def set_values(d: int, min_size: int = 1, max_size: int = MAX_SET, scales=SCALES):
+    """`(x, n)`, the older tests' form of the kit's `sets`: `n` drawn elements (ties,
+    duplicates, a drawn scale and offset) as the first rows, then 1e30 rows up to
+    `max_size`, float64."""
+    drawn = testing.sets(
+        d,
+        min_size=min_size,
+        max_size=max_size,
+        scales=scales,
+        padding=(1e30,),
+        dtypes=(np.float64,),
+        shuffle=False,
+    )
+    return drawn.map(lambda drawn: (drawn.x, int(drawn.mask.sum())))
 
 
 def masked(x: np.ndarray, n: int):

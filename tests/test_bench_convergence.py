@@ -6,11 +6,13 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import solvers
 from benchmarks.backends import convergence, problem
 
 
+@pytest.mark.slow
 def test_convergence_quick(tmp_path):
     convergence.main(["--quick", "--quiet", "--out", str(tmp_path)])
     payload = json.loads((tmp_path / "results.json").read_text())

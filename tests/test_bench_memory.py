@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from benchmarks.backends import memory
 
 
+@pytest.mark.slow
 def test_memory_quick(tmp_path):
     memory.main(["--quick", "--quiet", "--out", str(tmp_path)])
     payload = json.loads((tmp_path / "results.json").read_text())

@@ -11,8 +11,8 @@ import pytest
 from benchmarks import __main__ as cli
 from benchmarks import default
 
-COMMANDS = ["default", "accuracy", "memory", "timing", "convergence", "time-to-accuracy",
-            "select", "median", "counting", "molecules"]  # fmt: skip
+COMMANDS = ["default", "gpu", "accuracy", "memory", "timing", "convergence", "forward",
+            "time-to-accuracy", "select", "median", "counting", "molecules"]  # fmt: skip
 
 
 def test_commands_registered():

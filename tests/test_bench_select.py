@@ -21,6 +21,7 @@ def test_recommends_implicit_when_converged(getkey):
     assert (rec.backend, rec.steps, rec.k) == ("implicit", 40, None)
     assert rec.reasons[0].startswith("the forward converged at T=40")
     assert isinstance(rec.solver, solvers.Implicit) and rec.solver.steps == 40
+    assert rec.solver.throw  # the recommended solver raises as a layer's own does
     assert {(m["backend"], m["T"]) for m in rec.measurements} == {
         ("unrolled", 40), ("implicit", 40), ("unrolled", 60), ("implicit", 60)
     }  # fmt: skip
@@ -28,6 +29,7 @@ def test_recommends_implicit_when_converged(getkey):
         assert m["residual"] < 1e-4 and m["cosine_to_unrolled_max_T"] > 0.99
 
 
+@pytest.mark.slow
 def test_recommends_the_fastest_to_train_when_not_converged(tmp_path):
     select.main(["--quick", "--quiet", "--out", str(tmp_path)])
     payload = json.loads((tmp_path / "results.json").read_text())
@@ -49,6 +51,7 @@ def test_recommends_the_fastest_to_train_when_not_converged(tmp_path):
     assert chosen["time_to_goal_s"] < np.inf
     assert chosen["time_to_goal_s"] == min(r["time_to_goal_s"] for r in [unrolled, *truncated])
     assert "--" not in " ".join(rec["reasons"])  # reasons name the function's arguments
+    assert "in never" not in " ".join(rec["reasons"])  # a goal not reached reads as such
 
 
 def test_bad_batch_shape(without_runtime_checks):

@@ -9,6 +9,7 @@ import pytest
 from benchmarks.backends import time_to_accuracy
 
 
+@pytest.mark.slow
 def test_quick_run_compares_backends_against_unrolled(tmp_path):
     argv = ["--quick", "--quiet", "--variants", "implicit", "truncated", "--out", str(tmp_path)]
     time_to_accuracy.main(argv)
@@ -39,6 +40,7 @@ def test_quick_run_compares_backends_against_unrolled(tmp_path):
     assert (tmp_path / "time_to_accuracy.png").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["counting", "molecules"])
 def test_quick_run_on_a_task_where_higher_or_lower_is_better(task, tmp_path):
     """Counting's accuracy is higher-better, FreeSolv's RMSE lower-better: the target moves

@@ -4,10 +4,12 @@ reports as for EA, with Sinkhorn forwards."""
 import json
 
 import numpy as np
+import pytest
 
 from benchmarks.backends import accuracy, memory
 
 
+@pytest.mark.slow
 def test_accuracy_of_transport_layer(tmp_path, layer="otke"):
     args = ["--quick", "--quiet", "--layer", layer, "--inner-steps", "1", "3"]
     accuracy.main(
@@ -31,6 +33,7 @@ def test_accuracy_of_transport_layer(tmp_path, layer="otke"):
     assert all(t["met"] for t in payload["targets"])
 
 
+@pytest.mark.slow
 def test_memory_of_transport_layer(tmp_path):
     memory.main(["--quick", "--quiet", "--layer", "otke", "--out", str(tmp_path)])
     payload = json.loads((tmp_path / "results.json").read_text())

@@ -97,6 +97,7 @@ def test_omniglot_loader_explains_bad_directories(tmp_path):
         load_omniglot(tmp_path / "only_background")
 
 
+@pytest.mark.slow
 def test_quick_digits_run_lowers_the_loss(tmp_path):
     counting.main(["--quick", "--steps", "30", "--out", str(tmp_path)])
     payload = json.loads((tmp_path / "results.json").read_text())
@@ -109,6 +110,7 @@ def test_quick_digits_run_lowers_the_loss(tmp_path):
         assert evals[-1]["train_cross_entropy"] < evals[0]["train_cross_entropy"]
 
 
+@pytest.mark.slow
 def test_quick_omniglot_run_learns_the_synthetic_classes(tmp_path):
     """Omniglot's layout, loaded and trained on: the loss of the conv encoder falls."""
     write_omniglot(tmp_path / "omniglot", classes_per_split=10)

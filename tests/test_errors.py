@@ -168,3 +168,75 @@ def test_empty_set_with_the_default_solvers():
                    eqx_agg.energies.Attention(3, key=jax.random.key(0))]:  # fmt: skip
         layer = eqx_agg.EquilibriumAggregation(energy)
         np.testing.assert_array_equal(layer(random_set(2, 4, 3), jnp.zeros(4, bool)), 0)
+
+
+@pytest.mark.parametrize(
+    "solver, match",
+    [
+        (solvers.Unrolled, r"got the class solvers.Unrolled: call it, e.g. solvers.Unrolled\(\)"),
+        ("unrolled", r"backend value such as solvers.Unrolled\(steps=10\)"),
+        (solvers.Newton(), r"got the forward method Newton: pass it to a backend"),
+        (object(), "backend value"),
+    ],
+)
+def test_a_non_backend_where_a_backend_belongs_says_what_to_pass(
+    solver, match, without_runtime_checks
+):
+    """A backend class once said the energy "is not separable"; a string raised an
+    AttributeError."""
+    energy = eqx_agg.energies.Neural(3, 3, (8,), key=jax.random.key(0))
+    with pytest.raises(TypeError, match=match):
+        eqx_agg.EquilibriumAggregation(energy, solver)
+    with pytest.raises(TypeError, match=match):
+        eqx_agg.OTKE(3, 2, solver=solver, key=jax.random.key(0))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: eqx_agg.energies.Neural(0, 3, key=jax.random.key(0)),
+        lambda: eqx_agg.energies.Neural(3, 0, key=jax.random.key(0)),
+        lambda: eqx_agg.energies.Attention(0, key=jax.random.key(0)),
+        lambda: eqx_agg.ROTP(0, key=jax.random.key(0)),
+        lambda: eqx_agg.OTKE(3, 0, key=jax.random.key(0)),
+    ],
+)
+def test_sizes_below_one_are_refused(make):
+    with pytest.raises(ValueError, match="at least 1|must be positive"):
+        make()
+
+
+def quadratic_or_absolute(y, args):
+    """Per set, `E = Σ_d (y_d - c_d)²/2` (weight 0) or `Σ_d |y_d - c_d|` (weight 1): the
+    absolute value's gradient flips sign at the minimum, so Nesterov oscillates there with a
+    residual of 1 that no step count lowers."""
+    centre, weight = args
+    quadratic = 0.5 * jnp.sum((y - centre) ** 2, axis=-1)
+    return (1 - weight) * quadratic + weight * jnp.sum(jnp.abs(y - centre), axis=-1)
+
+
+@pytest.mark.parametrize(
+    "lr, absolute, expected, advice",
+    [(0.001, 0.0, "still falling", "raise the"), (0.1, 1.0, "stopped falling", "lower the lr")],
+    ids=["slow", "stalled"],
+)
+def test_non_convergence_says_which_sets_their_residual_and_what_helps(
+    lr, absolute, expected, advice, capfd
+):
+    centre = jnp.array([[0.0, 0.0], [3.0, -2.0]])  # set 0 starts at its minimum
+    weight = jnp.array([0.0, absolute])
+    solver = solvers.Implicit(40, method=solvers.Nesterov(lr=lr, gtol=1e-8))
+    with pytest.raises(eqx.EquinoxRuntimeError, match=expected) as error:
+        solver.solve(quadratic_or_absolute, jnp.zeros((2, 2)), (centre, weight))
+    assert advice in str(error.value) and "throw=False" in str(error.value)
+    printed = capfd.readouterr().err
+    assert "1 set(s) did not converge" in printed and "set 1: residual" in printed
+    assert "set 0" not in printed
+
+
+def test_sinkhorn_non_convergence_speaks_of_eps_and_its_tolerance_not_an_lr():
+    layer = eqx_agg.OTKE(3, 4, eps=0.01, solver=solvers.Implicit(3), key=jax.random.key(0))
+    with pytest.raises(eqx.EquinoxRuntimeError) as error:
+        layer(random_set(0, 20, 3))
+    message = str(error.value)
+    assert "Sinkhorn" in message and "eps" in message and " lr" not in message

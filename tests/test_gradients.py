@@ -11,18 +11,13 @@ from jax.test_util import check_grads
 
 import eqx_agg
 import solvers
+from eqx_agg import testing
 
-from .helpers import (
-    BACKENDS,
-    flat,
-    make_backend,
-    masked,
-    neural_layer,
-    random_set,
-    relative_error,
-    set_values,
-    tree_allclose,
-)
+from .helpers import BACKENDS, make_backend, neural_layer, random_set, relative_error, tree_allclose
+
+CONVERGED = neural_layer(solvers.Implicit())
+"""The learned potential whose backends `test_implicit_equals_unrolled_at_convergence`
+compares (each replaces its solver)."""
 
 
 def _loss(layer, x, mask=None):
@@ -58,20 +53,17 @@ def test_unrolled_check_grads_far_from_convergence():
     check_grads(lambda x: _loss(layer, x), (random_set(1, 5, 3),), order=1, modes=["rev"], eps=1e-6)
 
 
-@given(drawn=set_values(d=3, max_size=12, scales=[0.1, 1.0, 3.0]))
+@given(drawn=testing.sets(3, max_size=12, scales=(0.1, 1.0, 3.0), dtypes=(np.float64,)))
 def test_implicit_equals_unrolled_at_convergence(drawn):
     """A property over drawn sets (ties, duplicates, scales, offsets): at convergence the
-    implicit gradient is the limit of the unrolled one, for the inputs and the parameters."""
-    x, mask = masked(*drawn)
-    grads = {}
-    # One method for both, so both reach the same one of the energy's minima.
-    method = solvers.Nesterov(lr=0.5, gtol=1e-10)
-    for name, solver in [("unrolled", solvers.Unrolled(steps=1500, lr=0.5, gtol=0.0)),
-                         ("implicit", solvers.Implicit(steps=1500, method=method))]:  # fmt: skip
-        layer = neural_layer(solver)
-        g_layer, g_x = eqx.filter_grad(lambda both: _loss(both[0], both[1], mask))((layer, x))
-        grads[name] = np.concatenate([flat(g_layer.energy), np.asarray(g_x).ravel()])
-    assert relative_error(grads["implicit"], grads["unrolled"]) < 1e-6
+    implicit gradient is the limit of the unrolled one, for the inputs and the parameters
+    (to 1e-6 relative). One method for both, so both reach the same one of the energy's
+    minima."""
+    backends = [
+        solvers.Unrolled(steps=1500, lr=0.5, gtol=0.0),
+        solvers.Implicit(steps=1500, method=solvers.Nesterov(lr=0.5, gtol=1e-10)),
+    ]
+    testing.check_backends_agree(CONVERGED, *drawn, backends=backends, rtol=1e-6)
 
 
 def test_implicit_and_unrolled_differ_far_from_convergence():

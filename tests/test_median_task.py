@@ -57,6 +57,7 @@ def _backend_args():
     return parser.parse_args([])
 
 
+@pytest.mark.slow
 def test_quick_suite_trains_and_writes_results(tmp_path):
     median.main(["--quick", "--models", "sum", "ea", "--steps", "20", "--out", str(tmp_path)])
     payload = json.loads((tmp_path / "results.json").read_text())

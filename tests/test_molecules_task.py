@@ -3,10 +3,12 @@
 import json
 
 import numpy as np
+import pytest
 
 from benchmarks.tasks import molecules
 
 
+@pytest.mark.slow
 def test_quick_run_trains_and_writes_results(tmp_path):
     records = molecules.main(["--quick", "--quiet", "--out", str(tmp_path)])
     assert [(r["conv"], r["readout"], r["backend"]) for r in records] == [

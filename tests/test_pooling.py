@@ -1,5 +1,5 @@
-"""The baseline poolings: agreement with numpy, permutation and padding invariance,
-segments, empty sets and shape errors."""
+"""The baseline poolings: agreement with numpy, permutation and padding invariance and
+segments (eqx_agg.testing), empty sets and shape errors."""
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import eqx_agg
-from eqx_agg import pooling
+from eqx_agg import pooling, testing
 
 from .helpers import MAX_SET, random_set
 
@@ -63,35 +63,24 @@ def test_matches_numpy(name, size):
     np.testing.assert_allclose(np.asarray(pool(x)), expected, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", NAMES)
-@given(size=sizes, padding=st.integers(1, 5))
-def test_permutation_and_padding_invariance(name, size, padding):
-    n, d, seed = size
-    pool = make_pooling(name, d, jax.random.PRNGKey(seed))
-    x = random_set(seed, n, d)
-    expected = pool(x)
-    permuted = x[np.random.default_rng(seed).permutation(n)]
-    np.testing.assert_allclose(pool(permuted), expected, rtol=1e-9, atol=1e-12)
-    # Padding rows hold large junk: they must be ignored, not merely small.
-    padded = jnp.concatenate([x, 1e3 * random_set(seed + 1, padding, d)])
-    mask = jnp.arange(n + padding) < n
-    np.testing.assert_allclose(pool(padded, mask=mask), expected, rtol=1e-9, atol=1e-12)
+POOLS = {name: make_pooling(name, 2, jax.random.key(0)) for name in NAMES}
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_segments_match_single_sets(name, getkey):
-    d, sizes_ = 3, [4, 0, 7, 1]
-    pool = make_pooling(name, d, getkey())
-    sets = [random_set(i, n, d) for i, n in enumerate(sizes_)]
-    x = jnp.concatenate(sets)
-    ids = jnp.repeat(jnp.arange(len(sizes_)), jnp.asarray(sizes_), total_repeat_length=len(x))
-    # Shuffle the rows: segments must not rely on sets being contiguous.
-    order = np.random.default_rng(0).permutation(len(x))
-    pooled = pool.segments(x[order], ids[order], len(sizes_))
-    assert pooled.shape == (len(sizes_), pool.output_size(d))
-    for s, xs in enumerate(sets):
-        expected = pool(xs) if len(xs) else np.zeros(pool.output_size(d))
-        np.testing.assert_allclose(pooled[s], expected, rtol=1e-9, atol=1e-12)
+@given(drawn=testing.sets(2, min_size=2))
+def test_permutation_and_padding_invariance(name, drawn):
+    """Drawn sets (eqx_agg.testing): permuting the rows changes nothing; masked rows of
+    NaN, ±inf and 1e30, overwritten or appended, change nothing and get no gradient."""
+    testing.check_permutation_invariance(POOLS[name], *drawn)
+    testing.check_padding_invariance(POOLS[name], *drawn)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(drawn=testing.segmented_sets(2, num_segments=4, max_size=8))
+def test_segments_and_vmap_match_single_sets(name, drawn):
+    """Sets of different sizes (empty ones included) and scales, stored interleaved: each
+    set's value and the gradients are the same alone, in a `vmap` batch and in `segments`."""
+    testing.check_batch_independence(POOLS[name], *drawn)
 
 
 @pytest.mark.parametrize("name", NAMES)

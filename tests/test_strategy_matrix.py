@@ -75,7 +75,12 @@ def _run(method_name: str, backend_name: str | None):
     }
 
 
-MATRIX = [(m, b) for m in MATRIX_METHODS for b in MATRIX_BACKENDS]
+MATRIX = [
+    pytest.param(m, b, marks=pytest.mark.xdist_group(f"matrix-{m}"))  # one worker per method
+    for m in MATRIX_METHODS
+    for b in MATRIX_BACKENDS
+]
+"""Every method × every backend; one method's runs share a worker (and its reference)."""
 
 
 @pytest.mark.parametrize("method, backend", MATRIX)

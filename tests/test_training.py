@@ -89,6 +89,26 @@ def test_resume_continues_exactly(tmp_path):
     assert [r["step"] for r in history["train"]] == [5, 10, 15, 20]
 
 
+def test_time_limit_stops_after_the_step_past_it(tmp_path):
+    """A limit of 0 s: the first step ends past it, and is logged, evaluated and checkpointed
+    as the last; the model is the one of a 1-step run."""
+    model, loss_fn, next_batch = regression_problem()
+    config = training.TrainConfig(
+        steps=50, lr=1e-2, log_every=20, eval_every=20, quiet=True, time_limit_s=0.0,
+        checkpoint_dir=tmp_path,
+    )  # fmt: skip
+    limited, history = training.train(model, loss_fn, next_batch, config, held_out_loss)
+    assert [(r["step"], r.get("time_limit_reached")) for r in history["train"]] == [(1, True)]
+    assert [r["step"] for r in history["eval"]] == [0, 1]
+    one_step, _ = training.train(
+        model, loss_fn, next_batch, training.TrainConfig(steps=1, lr=1e-2, quiet=True)
+    )
+    assert tree_allclose(arrays(limited), arrays(one_step), rtol=0, atol=0)
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["step"] == 1
+    with pytest.raises(ValueError, match="time_limit_s must be >= 0"):
+        training.TrainConfig(time_limit_s=-1.0)
+
+
 @pytest.mark.parametrize("schedule", training.LR_SCHEDULES)
 def test_an_interrupted_run_resumes_exactly(tmp_path, schedule):
     model, loss_fn, next_batch = regression_problem()

@@ -1,5 +1,7 @@
-"""`jit`, `vmap` and `segments` agree with single-set calls, values and gradients, for
-batches whose sets differ in size and scale."""
+"""`vmap` and `segments` agree with single-set calls, values and gradients (w.r.t. the
+inputs and the parameters), for drawn sets of different sizes, empty ones included, and
+scales, stored together (eqx_agg.testing); each set stops at its own tolerance; an optimizer
+step does not retrace."""
 
 import equinox as eqx
 import jax
@@ -7,74 +9,47 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import eqx_agg
 import solvers
+from eqx_agg import testing
 
-from .helpers import flat, neural_layer, random_set
+from .helpers import ANALYTIC, BACKENDS, make_backend, make_energy, neural_layer, random_set
 
-SIZES = [4, 1, 7, 0, 5]
-SCALES = [1.0, 1e-3, 1e3, 1.0, 10.0]
-SOLVERS = {
-    "unrolled": lambda: solvers.Unrolled(steps=12),
-    "implicit": lambda: solvers.Implicit(steps=3000, lr=0.5),
-    "truncated": lambda: solvers.Truncated(steps=12, k=3),
-}
+D = 3
 
 
-def _layers():
-    """Every backend on the learned potential, and two analytic energies' defaults."""
-    yield from ((name, neural_layer(make())) for name, make in SOLVERS.items())
-    yield "median", eqx_agg.EquilibriumAggregation(eqx_agg.energies.Median())
-    yield "sum", eqx_agg.EquilibriumAggregation(eqx_agg.energies.Sum())
+def _neural_solver(backend: str) -> solvers.AbstractBackend:
+    """12 steps (3 taped); a backend that runs to tolerance runs Nesterov (lr 0.5), at most
+    3000 steps."""
+    solver = make_backend(backend, 12, k=3)
+    return make_backend(backend, 3000, lr=0.5) if solver.runs_to_tolerance else solver
 
 
-LAYERS = dict(_layers())
+LAYERS = {
+    **{f"neural-{backend}": neural_layer(_neural_solver(backend)) for backend in BACKENDS},
+    **{name: eqx_agg.EquilibriumAggregation(make_energy(name, D, jax.random.key(0)))
+       for name in ANALYTIC},
+}  # fmt: skip
+"""The learned potential under every backend, the analytic energies with their defaults."""
+
+NEURAL_SETS = testing.segmented_sets(
+    D, num_segments=3, max_size=6, scales=(1e-3, 1e-2, 1.0, 10.0), offsets=(0.0, 3.0),
+    dtypes=(np.float64,),
+)  # fmt: skip
+"""The learned potential sees scales up to 10 (it saturates, and converges slowly, beyond)."""
+
+ANALYTIC_SETS = testing.segmented_sets(D, num_segments=3, max_size=6, dtypes=(np.float64,))
 
 
-def _padded_sets(neural: bool):
-    """Sets of different sizes (one empty) and scales, padded to one shape (one compilation
-    for every single-set call), their masks, and their elements back to back with ids. The
-    learned potential sees scales up to 10 (it saturates, and converges slowly, beyond)."""
-    scales = [min(s, 10.0) for s in SCALES] if neural else SCALES
-    xs = [random_set(i, n, 3, s) for i, (n, s) in enumerate(zip(SIZES, scales, strict=True))]
-    n_max = max(SIZES)
-    padded = jnp.stack([jnp.pad(x, ((0, n_max - len(x)), (0, 0))) for x in xs])
-    masks = jnp.arange(n_max)[None, :] < jnp.array(SIZES)[:, None]
-    ids = jnp.repeat(jnp.arange(len(SIZES)), jnp.array(SIZES), total_repeat_length=sum(SIZES))
-    return padded, masks, jnp.concatenate(xs), ids
-
-
-@pytest.mark.parametrize("name", list(LAYERS))
-def test_jit_and_vmap_agree_with_single_calls(name):
-    layer = LAYERS[name]
-    padded, masks, x, _ = _padded_sets(name in SOLVERS)
-    singles = jnp.stack([layer(xi, mi) for xi, mi in zip(padded, masks, strict=True)])
-    batched = jax.jit(jax.vmap(layer))(padded, masks)
-    np.testing.assert_allclose(batched, singles, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(eqx.filter_jit(layer)(x[:4]), singles[0], rtol=1e-12)
-
-
-@pytest.mark.parametrize("name", list(LAYERS))
-def test_segments_agree_with_single_calls_values_and_gradients(name):
-    layer = LAYERS[name]
-    padded, masks, x, segment_ids = _padded_sets(name in SOLVERS)
-    weights = jax.random.normal(jax.random.key(1), (len(SIZES), 3))
-
-    def single_loss(layer, padded):
-        ys = [layer(xi, mi) for xi, mi in zip(padded, masks, strict=True)]
-        return jnp.sum(weights * jnp.tanh(jnp.stack(ys)))
-
-    def segment_loss(layer, x):
-        return jnp.sum(weights * jnp.tanh(layer.segments(x, segment_ids, len(SIZES))))
-
-    singles = jnp.stack([layer(xi, mi) for xi, mi in zip(padded, masks, strict=True)])
-    np.testing.assert_allclose(layer.segments(x, segment_ids, len(SIZES)), singles, rtol=1e-9)
-    g_single, g_padded = eqx.filter_grad(lambda args: single_loss(*args))((layer, padded))
-    g_segment, g_x = eqx.filter_grad(lambda args: segment_loss(*args))((layer, x))
-    np.testing.assert_allclose(flat(g_segment.energy), flat(g_single.energy), rtol=1e-7,
-                               atol=1e-12)  # fmt: skip
-    np.testing.assert_allclose(g_x, g_padded[masks], rtol=1e-7, atol=1e-12)
+@pytest.mark.parametrize("name", LAYERS)
+@given(data=st.data())
+def test_vmap_and_segments_agree_with_single_calls(name, data):
+    """Values to rounding (`atol=0`), gradients w.r.t. `x` and the parameters to `10 √eps`."""
+    drawn = data.draw(NEURAL_SETS if name.startswith("neural") else ANALYTIC_SETS)
+    testing.check_batch_independence(LAYERS[name], *drawn, atol=0.0)
 
 
 def test_segments_stop_each_set_at_its_own_tolerance():
@@ -89,11 +64,11 @@ def test_segments_stop_each_set_at_its_own_tolerance():
     np.testing.assert_array_less(sol.stats.grad_max_norm, 1e-3)
 
 
-@pytest.mark.parametrize("name", list(SOLVERS))
+@pytest.mark.parametrize("name", ["unrolled", "implicit", "truncated"])
 def test_an_optimizer_step_does_not_retrace(name):
     """Every learnable leaf has a fixed dtype, so a jitted Adam step compiles once (weak-typed
     scalars turned strong after the first update and forced a retrace)."""
-    layer = neural_layer(SOLVERS[name]())
+    layer = neural_layer(_neural_solver(name))
     x = random_set(0, 5, 3)
     optimizer = optax.adam(1e-2)
     traces = []

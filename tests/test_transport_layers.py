@@ -1,5 +1,6 @@
-"""The transport layers OTKE and ROTP: special cases, invariances for drawn values, every
-backend, transformations, an ott-jax oracle, and bad input."""
+"""The transport layers OTKE and ROTP: special cases, invariances for drawn values and
+gradients under every backend, `vmap` and `segments` (eqx_agg.testing), an ott-jax oracle,
+and bad input."""
 
 import equinox as eqx
 import jax
@@ -7,22 +8,33 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given
-from jax.test_util import check_grads
 from ott.geometry import geometry
 from ott.problems.linear import linear_problem
 from ott.solvers.linear import sinkhorn as ott_sinkhorn
 
 import eqx_agg
 import solvers
+from eqx_agg import testing
 
-from .helpers import MAX_SET, masked, random_set, relative_error, set_values
+from .helpers import BACKENDS, make_backend, random_set
 
 D = 3
-SOLVERS = {
-    "unrolled": lambda: solvers.Unrolled(300, method=solvers.Sinkhorn()),
-    "implicit": lambda: solvers.Implicit(method=solvers.Sinkhorn()),
-    "truncated": lambda: solvers.Truncated(300, k=100, method=solvers.Sinkhorn()),
-}
+SCALES = (0.1, 1.0, 3.0)
+"""Scales of drawn sets: the transport plans of larger ones (costs over `eps = 0.1` in the
+hundreds) take Sinkhorn thousands of steps."""
+
+
+def _backends(**options) -> dict[str, solvers.AbstractBackend]:
+    """Every backend, bare (the layers run Sinkhorn under each): 300 steps, 100 of them taped
+    (Truncated: the last; Phantom: from the solution)."""
+    return {name: make_backend(name, 300, k=100, **options) for name in BACKENDS}
+
+
+SOLVERS = _backends()
+REPORTING = _backends(throw=False)
+"""Backends that report rather than raise a drawn set whose Sinkhorn does not converge in 300
+steps: the checks compare a set's value with itself (permuted, padded, in a batch),
+converged or not."""
 
 
 def make_layer(name: str, solver=None, **kwargs):
@@ -49,7 +61,7 @@ def test_otke_with_one_reference_point_is_mean_pooling():
 
 
 def test_otke_is_the_plan_weighted_average_of_ott_jaxs_plan():
-    layer = eqx_agg.OTKE(D, 4, eps=0.5, solver=SOLVERS["implicit"](), key=jax.random.key(1))
+    layer = eqx_agg.OTKE(D, 4, eps=0.5, solver=SOLVERS["implicit"], key=jax.random.key(1))
     x = random_set(1, 6, D)
     cost = -x @ layer.reference[0].T
     geom = geometry.Geometry(cost_matrix=cost, epsilon=0.5)
@@ -66,7 +78,7 @@ def test_rotp_with_large_weights_is_mean_or_attention_pooling(prior):
     x, mask = random_set(2, 9, D), jnp.arange(9) < 7
     errors = []
     for a1 in [1e2, 1e3]:
-        layer = make_layer(f"rotp-{prior}", SOLVERS["implicit"](), a1=a1, a2=1e9, a3=1e9)
+        layer = make_layer(f"rotp-{prior}", SOLVERS["implicit"], a1=a1, a2=1e9, a3=1e9)
         weights = jnp.full(7, 1 / 7)
         if prior == "attention":
             weights = jax.nn.softmax(jnp.tanh(jax.vmap(layer.attention)(x[:7])) @ layer.query)
@@ -88,74 +100,59 @@ def test_rotp_max_pooling_limit():
 
 @pytest.mark.parametrize("name", [*LAYERS, "otke-position"])
 @pytest.mark.parametrize("backend", list(SOLVERS))
-@given(drawn=set_values(d=D, scales=[0.1, 1.0, 3.0]))
+@given(drawn=testing.sets(D, min_size=2, scales=SCALES, dtypes=(np.float64,)))
 def test_permutation_and_padding_invariance(name, backend, drawn):
-    """Padding rows (NaN, inf, huge) change nothing; permuting a set changes nothing, except
-    under the position encoding, which is defined by the order."""
-    x, n = drawn
-    layer = make_layer(name, SOLVERS[backend]())
-    x, mask = masked(x, n)
-    value = layer(x, mask)
-    garbage = jnp.tile(jnp.array([jnp.nan, jnp.inf, -1e30]), MAX_SET)[:, None] * jnp.ones(D)
-    padded = layer(jnp.concatenate([x, garbage]), jnp.concatenate([mask, jnp.zeros(90, bool)]))
-    np.testing.assert_allclose(padded, value, rtol=1e-9, atol=1e-12)
+    """Padding rows (NaN, inf, huge) change nothing and get no gradient; permuting a set
+    changes nothing, except under the position encoding, which is defined by the order.
+    The same procedure on the same set: to rounding (`atol=0`)."""
+    layer = make_layer(name, REPORTING[backend])
+    testing.check_padding_invariance(layer, *drawn, atol=0.0)
     if name != "otke-position":
-        perm = np.random.default_rng(n).permutation(MAX_SET)
-        np.testing.assert_allclose(layer(x[perm], mask[perm]), value, rtol=1e-7, atol=1e-10)
+        testing.check_permutation_invariance(layer, *drawn, atol=0.0)
 
 
 @pytest.mark.parametrize("name", LAYERS)
 @pytest.mark.parametrize("backend", list(SOLVERS))
-def test_check_grads(name, backend):
+def test_gradients(name, backend):
     """Gradients w.r.t. the inputs and the layer's parameters (the reference, the ROTP
-    weights and attention prior) against central finite differences, float64."""
-    layer = make_layer(name, SOLVERS[backend]())
-    params, static = eqx.partition(layer, eqx.is_inexact_array)
+    weights and attention prior), float64: exact backends against central finite
+    differences; Truncated and Phantom, whose 100 taped Sinkhorn steps from (near) the
+    solution approximate it, against the converged implicit gradient, to 1e-5."""
     x, mask = random_set(4, 6, D), jnp.arange(6) < 5
-
-    def f(x, params):
-        return jnp.sum(jnp.sin(eqx.combine(params, static)(x, mask)))
-
-    check_grads(f, (x, params), order=1, modes=["rev"], eps=1e-6, atol=1e-5, rtol=1e-5)
+    error = testing.check_gradient(make_layer(name, SOLVERS[backend]), x, mask, parameters=True)
+    assert error.exact == (backend not in ["truncated", "phantom"])
+    assert max(error.x, error.parameters) < 1e-5
 
 
 @pytest.mark.parametrize("name", LAYERS)
 def test_implicit_equals_unrolled_at_convergence_and_truncated_k_t_is_unrolled(name):
-    x = random_set(5, 8, D)
-
-    def grads(solver):
-        layer = make_layer(name, solver)
-        g_layer, g_x = eqx.filter_grad(lambda both: jnp.sum(jnp.sin(both[0](both[1]))))((layer, x))
-        return np.concatenate([np.ravel(a) for a in jax.tree_util.tree_leaves(g_layer)] +
-                              [np.ravel(g_x)])  # fmt: skip
-
-    method = solvers.Sinkhorn()
-    unrolled = grads(solvers.Unrolled(400, method=method))
-    assert relative_error(grads(solvers.Implicit(method=method)), unrolled) < 1e-7
-    short = grads(solvers.Unrolled(3, method=method))
-    np.testing.assert_array_equal(grads(solvers.Truncated(3, k=3, method=method)), short)
+    """Values and gradients (w.r.t. the inputs and the parameters) of Implicit and of 400
+    unrolled steps agree to 1e-7 at convergence; Truncated with `k = T` is Unrolled
+    exactly, converged or not."""
+    layer, x = make_layer(name), random_set(5, 8, D)
+    testing.check_backends_agree(
+        layer, x, backends=[solvers.Unrolled(400), solvers.Implicit()], rtol=1e-7
+    )
+    testing.check_backends_agree(
+        layer, x, backends=[solvers.Unrolled(3), solvers.Truncated(3, k=3)], rtol=0.0, atol=0.0
+    )
 
 
 @pytest.mark.parametrize("name", LAYERS)
-def test_jit_vmap_and_segments_agree_with_single_calls(name):
-    layer = make_layer(name, SOLVERS["implicit"]())
-    sizes = [4, 1, 6, 0]
-    xs = [
-        random_set(i, n, D, scale)
-        for i, (n, scale) in enumerate(zip(sizes, [1, 3, 0.1, 1], strict=True))
-    ]
-    padded = jnp.stack([jnp.pad(x, ((0, 6 - len(x)), (0, 0))) for x in xs])
-    masks = jnp.arange(6)[None] < jnp.array(sizes)[:, None]
-    singles = jnp.stack([layer(x) if len(x) else jnp.zeros(layer(xs[0]).shape) for x in xs])
-    np.testing.assert_allclose(jax.jit(jax.vmap(layer))(padded, masks), singles, atol=1e-10)
-    ids = jnp.repeat(jnp.arange(4), jnp.array(sizes), total_repeat_length=sum(sizes))
-    np.testing.assert_allclose(layer.segments(jnp.concatenate(xs), ids, 4), singles, atol=1e-10)
-    assert np.all(np.asarray(singles[3]) == 0)  # the empty set
+@given(drawn=testing.segmented_sets(D, scales=SCALES, offsets=(0.0, 3.0), dtypes=(np.float64,)))
+def test_vmap_and_segments_agree_with_single_calls(name, drawn):
+    """Values to rounding, gradients to `10 √eps`, for sets of different sizes and scales
+    (empty ones included), stored together in any order; an empty set gives zeros."""
+    layer = make_layer(name, REPORTING["implicit"])
+    testing.check_batch_independence(layer, *drawn, atol=0.0)
+    sizes = np.bincount(drawn.segment_ids[drawn.mask], minlength=drawn.num_segments)
+    pooled = layer.segments(drawn.x, drawn.segment_ids, drawn.num_segments, drawn.mask)
+    assert np.all(np.asarray(pooled)[sizes == 0] == 0)
 
 
 @pytest.mark.parametrize("name", LAYERS)
 def test_bad_input(name, without_runtime_checks):
-    layer = make_layer(name, SOLVERS["implicit"]())
+    layer = make_layer(name, SOLVERS["implicit"])
     with pytest.raises(ValueError, match=r"shape \[n, d\]"):
         layer(jnp.ones(D))
     with pytest.raises(ValueError, match=f"built for elements of size {D}"):

@@ -60,6 +60,7 @@ class MultiHeadAttention(AbstractPooling):
         mask: Bool[Array, " n"],
     ) -> Float[Array, "s m"]:
         heads, width = self.queries.shape
+        x = jnp.where(mask[:, None], x, 0)  # a NaN or inf in a masked row: 0 · inf is NaN
         k = jax.vmap(self.keys)(x).reshape(-1, heads, width)
         v = jax.vmap(self.values)(x).reshape(-1, heads, width)
         logits = jnp.einsum("nhw,hw->nh", k, self.queries) / jnp.sqrt(width)

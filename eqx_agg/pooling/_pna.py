@@ -50,6 +50,7 @@ class PNA(AbstractPooling):
         num_segments: int,
         mask: Bool[Array, " n"],
     ) -> Float[Array, "s m"]:
+        x = jnp.where(mask[:, None], x, 0)  # else x² of a NaN or inf masked row: NaN gradient
         counts = segment_counts(segment_ids, num_segments, mask, x.dtype)
         mean = segment_masked_mean(x, segment_ids, num_segments, mask)
         square = segment_masked_mean(x**2, segment_ids, num_segments, mask)

@@ -69,8 +69,8 @@ def raise_if_diverged(y: Array, diverged: Bool[Array, " b"], method: AbstractMet
     """`y`, raising when any set diverged."""
     message = (
         f"The inner optimisation ({type(method).__name__}) diverged: non-finite values, or a "
-        "gradient growing past DIVERGENCE_RATIO times its first value. Lower the step size "
-        f"or raise the energy's regulariser; {method.stall_advice}. " + THROW_FALSE
+        f"gradient growing past DIVERGENCE_RATIO times its first value. To fix it: "
+        f"{method.stall_advice}. " + THROW_FALSE
     )
     return eqx.error_if(y, jnp.any(diverged), message)
 

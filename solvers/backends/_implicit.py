@@ -53,7 +53,8 @@ class Implicit(AbstractBackend):
 
     **Arguments:**
 
-    - `steps`: the cap on forward steps (default 300).
+    - `steps`: the cap on forward steps (default 1000; the loop stops once every set has
+      met its tolerance, so a generous cap costs nothing where the forward converges).
     - `lr`, `momentum`, `gtol`: the [`solvers.Nesterov`][] forward, with momentum restart
       (the path does not matter here, only where it ends); or `method`: any
       [`solvers.AbstractMethod`][]; with neither, the layer's own forward to tolerance
@@ -91,7 +92,7 @@ class Implicit(AbstractBackend):
 
     def __init__(
         self,
-        steps: int = 300,
+        steps: int = 1000,
         lr: float | None = None,
         momentum: float | None = None,
         gtol: float | None = None,

@@ -30,8 +30,10 @@ class Phantom(AbstractBackend):
     `k = 1` it is the Jacobian-free gradient `-τα ∂_θ∇E` (Fung et al., 2022), `H⁻¹`
     replaced by `τα I` (right in direction for well-conditioned `H`, not in scale); it tends
     to the implicit gradient as `k` grows. Nesterov's later steps add momentum to the
-    series. For [`solvers.Newton`][], one undamped step (`k = 1, τ = 1`) differentiates to
-    the implicit gradient itself (one-step differentiation).
+    series. For [`solvers.Newton`][] with a formed Hessian (`m ≤ dense_size`), one undamped
+    step (`k = 1, τ = 1`) differentiates to the implicit gradient itself (one-step
+    differentiation); beyond, its step is a few CG iterations, and so is the gradient's
+    approximation of `H⁻¹`.
 
     !!! note
         As for Implicit, a set whose forward did not converge raises (`throw=True`) or is
@@ -40,7 +42,8 @@ class Phantom(AbstractBackend):
 
     **Arguments:**
 
-    - `steps`: the cap on forward steps (default 300).
+    - `steps`: the cap on forward steps (default 1000; the loop stops once every set has
+      met its tolerance, so a generous cap costs nothing where the forward converges).
     - `k`: taped steps (default 1); `damping`: `τ` in `(0, 1]` (default 1).
     - `lr`, `momentum`, `gtol`: the [`solvers.Nesterov`][] forward; or `method`: any
       [`solvers.AbstractMethod`][]; with neither, the layer's own forward to tolerance.
@@ -56,7 +59,7 @@ class Phantom(AbstractBackend):
 
     def __init__(
         self,
-        steps: int = 300,
+        steps: int = 1000,
         k: int = 1,
         damping: float = 1.0,
         lr: float | None = None,

@@ -50,7 +50,8 @@ class Anderson(AbstractMethod):
     derivative would amplify that noise without bound. The derivative is then that of the
     mixed iteration of `G`, which tends to the implicit gradient more slowly than the
     iterates converge (on the tests' learned energy: 3e-4 off after 200 unrolled steps, 1e-2
-    after 200 taped steps from the solution): pair Anderson with Implicit or Phantom.
+    after 200 taped steps from the solution): pair Anderson with Implicit (under Phantom the
+    taped steps restart its history, so they are plain mixing steps).
 
     A set stops once it meets the tolerance at its point (energies: `max|∇_y E| < tol`;
     Sinkhorn: its relative marginal violation) and returns that point; it stops as

@@ -42,7 +42,8 @@ class Newton(AbstractMethod):
     A step evaluates the gradient `g` and the Hessian `H` of each set's energy at `y` (by
     Hessian-vector products), and proposes `d = -(H + μ I)⁻¹ g`: with `m ≤ dense_size` the
     Hessian is formed (`m` products, one batched evaluation) and solved exactly; beyond, `d`
-    comes from at most `cg_steps` CG iterations on the products, per set. The shift `μ` is
+    comes from at most `cg_steps` CG iterations on the products, per set (a truncated Newton
+    step). The shift `μ` is
     Levenberg–Marquardt's damping `λ` times the curvature scale (the largest |eigenvalue|,
     or `‖Hg‖/‖g‖` under CG), plus what lifts a negative smallest eigenvalue to its absolute
     value: where the energy is not convex, the step is a descent step of a convexified
@@ -52,7 +53,7 @@ class Newton(AbstractMethod):
     (beyond rounding); a shortened step doubles `λ`, and when none is taken `λ` grows
     tenfold and the set stays. `λ` shrinks again when a full step lowers the energy as the
     model predicted, so near a strict minimum the steps are pure Newton steps and converge
-    quadratically (CG: linearly, at its tolerance 1e-3 per step).
+    quadratically (truncated CG steps: linearly).
 
     A set stops once `max|∇_y E| < gtol` at its point, and returns that point, as
     [`solvers.Nesterov`][] does. A non-finite gradient or energy stops it as diverged.
@@ -65,12 +66,14 @@ class Newton(AbstractMethod):
     - `gtol`: per-set tolerance on `max|∇_y E|`; `None` resolves to 1e-4 in float32, 1e-8
       in float64; 0 never stops (then `converged` means below that default).
     - `dense_size`: the largest `m` whose Hessian is formed and solved exactly (default 32).
-    - `cg_steps`: CG iterations per Newton step beyond that (default 20).
+    - `cg_steps`: CG iterations per Newton step beyond that (default 3: at the paper's
+      counting size, m = 256, 3 reach float32's tolerance in 14 steps and 0.55 s, 10 in 7
+      steps and 1.3 s, Nesterov in 305 steps and 1.3 s).
     """
 
     gtol: float | None = eqx.field(default=None, static=True)
     dense_size: int = eqx.field(default=32, static=True)
-    cg_steps: int = eqx.field(default=20, static=True)
+    cg_steps: int = eqx.field(default=3, static=True)
     slow_advice: ClassVar[str] = "raise the backend's steps"
     stall_advice: ClassVar[str] = (
         "the energy is not convex (or is flat) where the set stopped: raise the energy's "

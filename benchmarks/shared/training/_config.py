@@ -34,6 +34,10 @@ class TrainConfig:
     - `eval_inner_steps`: evaluate with this many inner steps in every solved layer
       (`eqx_agg.with_inner_steps`; the paper's E.2: fewer in training than at test). None:
       as trained.
+    - `time_limit_s`: stop after the first step that ends more than this many seconds after
+      this run's training began (evaluations included); that step is logged, evaluated and
+      checkpointed as the last one, its training record marked `time_limit_reached`. None:
+      run every step.
     """
 
     steps: int = 1000
@@ -50,6 +54,7 @@ class TrainConfig:
     data_parallel: bool = True
     quiet: bool = False
     eval_inner_steps: int | None = None
+    time_limit_s: float | None = None
 
     def __post_init__(self):
         for name in ("steps", "eval_every", "log_every"):
@@ -59,6 +64,8 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.eval_inner_steps is not None and self.eval_inner_steps < 1:
             raise ValueError(f"eval_inner_steps must be at least 1, got {self.eval_inner_steps}")
+        if self.time_limit_s is not None and self.time_limit_s < 0:
+            raise ValueError(f"time_limit_s must be >= 0, got {self.time_limit_s}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if self.resume and self.checkpoint_dir is None:
@@ -100,6 +107,11 @@ def add_training_flags(parser: argparse.ArgumentParser, **defaults) -> None:
         "--checkpoint-every", type=cli.non_negative_int, default=base.checkpoint_every,
         help="steps between checkpoints (0: at the end only)",
     )  # fmt: skip
+    group.add_argument(
+        "--time-limit-s", type=cli.non_negative_float, default=base.time_limit_s,
+        help="stop after the first step that ends this many seconds into training, "
+        "evaluating and checkpointing it as the last (default: none)",
+    )  # fmt: skip
     group.add_argument("--seed", type=cli.non_negative_int, default=base.seed, help="random seed")
     group.add_argument(
         "--log", type=Path, default=base.log_path, help="JSON-lines log file (default: none)"
@@ -135,6 +147,7 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
         data_parallel=not args.single_device,
         quiet=args.quiet,
         eval_inner_steps=getattr(args, "eval_inner_steps", None),
+        time_limit_s=args.time_limit_s,
     )
     return dataclasses.replace(config, **overrides)
 

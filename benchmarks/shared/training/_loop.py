@@ -9,7 +9,9 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from jax.experimental import multihost_utils
 
 import eqx_agg
 
@@ -50,7 +52,11 @@ def train(
     keys>}`; `train_seconds` is the wall-clock of this run's training so far, compilation
     included and evaluations excluded), which are
     also written as JSON lines to `config.log_path`. With `config.resume` a run restarts from
-    the checkpoint in `config.checkpoint_dir` and its history continues.
+    the checkpoint in `config.checkpoint_dir` and its history continues. With
+    `config.time_limit_s` the run stops after the first step that ends past the limit (its
+    wall-clock, evaluations included, from the end of the step-0 evaluation), which is logged,
+    evaluated and checkpointed as the last step would be; its training record carries
+    `"time_limit_reached": True`, so `history["train"][-1]["step"]` is the number of steps run.
 
     Several processes (`initialize_from_environment`) train one model: every process passes
     the same `model` and global batches and returns the same result, and only process 0
@@ -88,11 +94,14 @@ def train(
             key = jax.random.fold_in(base_key, step)
             model, opt_state, loss, metrics = step_fn(model, opt_state, batch, key)
             done = step + 1
-            last = done == config.steps
+            out_of_time = _past_time_limit(loss, clock, config.time_limit_s)
+            last = done == config.steps or out_of_time
             if done % config.log_every == 0 or last:
                 record = {"step": done, "loss": float(loss)}
                 record.update({name: float(value) for name, value in metrics.items()})
                 record["seconds"] = time.perf_counter() - clock
+                if out_of_time:
+                    record["time_limit_reached"] = True
                 _record(history, "train", record, log)
                 bar.set_postfix(loss=f"{record['loss']:.4g}")
             if evaluate is not None and (done % config.eval_every == 0 or last):
@@ -105,6 +114,8 @@ def train(
             checkpoint_now = config.checkpoint_every and done % config.checkpoint_every == 0
             if writes and config.checkpoint_dir is not None and (checkpoint_now or last):
                 save_checkpoint(config.checkpoint_dir, (model, opt_state), done, history)
+            if last:
+                break
     finally:
         if log is not None:
             log.close()
@@ -114,6 +125,19 @@ def train(
 def count_parameters(model) -> int:
     """Number of array elements in `model` (the parameter count the result tables report)."""
     return sum(leaf.size for leaf in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array)))
+
+
+def _past_time_limit(loss, clock: float, limit_s: float | None) -> bool:
+    """Whether the step that computed `loss` ended more than `limit_s` seconds after `clock`
+    (it waits for the step to finish; never past a limit of None). Every process of a
+    multi-process run follows process 0's clock, so all stop at the same step."""
+    if limit_s is None:
+        return False
+    jax.block_until_ready(loss)
+    past = time.perf_counter() - clock > limit_s
+    if jax.process_count() > 1:
+        past = bool(multihost_utils.broadcast_one_to_all(np.asarray(past)))
+    return past
 
 
 def _at_inner_steps(evaluate, steps: int):
