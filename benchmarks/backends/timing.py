@@ -261,14 +261,12 @@ def targets_of(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return targets
 
 
-TO_TOLERANCE = ("implicit", "phantom")
-"""The backends whose gradient assumes a converged forward."""
-
-
 def _comparable(row: dict[str, Any]) -> bool:
     """Whether a row's time is that of its backend's gradient: every set's forward converged
-    and the backward did not fail (always, for a backend that differentiates its steps)."""
-    if row["model"] not in TO_TOLERANCE:
+    and the backward did not fail, for a backend that runs to tolerance (always, for one
+    that differentiates its steps, and for the poolings)."""
+    name = row["model"]
+    if name not in strategies.BACKENDS or not strategies.make_backend(name, 1).runs_to_tolerance:
         return True
     return row.get("converged") == 1.0 and not row.get("backward_failed")
 
