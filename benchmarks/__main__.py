@@ -20,7 +20,7 @@ COMMANDS = {
         "benchmarks.backends.time_to_accuracy",
         "held-out error vs training time, per backend",
     ),
-    "select": ("benchmarks.backends.select", "the recommended backend, T, k for the median model"),
+    "select": ("benchmarks.backends.select", "the recommended backend for the median model"),
     "median": ("benchmarks.tasks.median", "paper 5.1: the median of 100 numbers, MSE vs D"),
     "counting": ("benchmarks.tasks.counting", "paper 5.2: count the classes in 16 images"),
     "molecules": ("benchmarks.tasks.molecules", "paper 5.3 / Table 2: GCN and GIN readouts"),

@@ -50,9 +50,7 @@ def _advice(recommendation: dict | None) -> str:
     if recommendation is not None:
         lines.append(
             f"This run's recommendation for the median model (`select`): "
-            f"**{recommendation['backend']}, T = {recommendation['steps']}"
-            + (f", k = {recommendation['k']}" if recommendation["k"] else "")
-            + "**, because:\n\n"
+            f"**{recommendation['name']}**, because:\n\n"
             + "\n".join(f"- {reason}" for reason in recommendation["reasons"])
         )
     return "\n\n".join([*lines, ABOUT])

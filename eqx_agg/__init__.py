@@ -11,5 +11,6 @@ from ._inner_steps import with_inner_steps as with_inner_steps
 from ._mlp import ResidualMLP as ResidualMLP
 from ._otke import OTKE as OTKE
 from ._recommend import Recommendation as Recommendation
+from ._recommend import default_candidates as default_candidates
 from ._recommend import recommend_backend as recommend_backend
 from ._rotp import ROTP as ROTP

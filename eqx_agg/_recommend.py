@@ -1,5 +1,6 @@
 """Recommend a differentiation backend for a layer, from short probes on the user's data."""
 
+import copy
 import dataclasses
 import math
 import statistics
@@ -20,26 +21,44 @@ import solvers
 from ._abstract import AbstractSolvedAggregation
 from ._training_probe import probe_displacement, training_probe
 
+MIN_PROGRESS = 1e-3
+"""The relative loss decrease below which the training probe counts as no progress."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Recommendation:
     """What [`eqx_agg.recommend_backend`][] returns.
 
-    - `backend`: `"implicit"`, `"unrolled"` or `"truncated"`; `steps`: inner steps `T`;
-      `k`: taped steps (Truncated only, else None).
-    - `solver`: that backend, built with the layer's forward method and `throw=True` (it
-      raises as the layer's own solver does): pass it to the layer.
+    - `solver`: the recommended candidate, with the forward method it was probed with (the
+      layer's own where the candidate had none), raising or reporting as the candidate does:
+      pass it to `layer.with_solver`.
+    - `name`: how the reasons and measurements name it, e.g. `"Unrolled(steps=10) [Nesterov]"`.
     - `reasons`: the measured facts the choice rests on, one sentence each.
-    - `measurements`: one dict per probe (backend, T, k, residual, cosine, MB, ms and, for
-      the candidates trained, `probe_loss` and `time_to_goal_s`).
+    - `measurements`: one dict per candidate (`candidate`, `backend`, `method`, `T`, `k`, the
+      forward's `residual`, the gradient's `cosine_to_exact`, `MB`, `ms`, and from the
+      training probe `probe_loss` and `time_to_goal_s`), then one for the exact reference.
     """
 
-    backend: str
-    steps: int
-    k: int | None
     solver: solvers.AbstractBackend
+    name: str
     reasons: list[str]
     measurements: list[dict[str, Any]]
+
+
+def default_candidates() -> tuple[solvers.AbstractBackend, ...]:
+    """The backends [`eqx_agg.recommend_backend`][] compares unless told otherwise, each with
+    the layer's own forward method: the paper's Unrolled at `T` = 5, 10, 20 and 50,
+    Truncated(20, k=2) and (50, k=5), and, to tolerance, Implicit and Phantom (one step)."""
+    return (
+        solvers.Unrolled(5),
+        solvers.Unrolled(10),
+        solvers.Unrolled(20),
+        solvers.Unrolled(50),
+        solvers.Truncated(20, 2),
+        solvers.Truncated(50, 5),
+        solvers.Implicit(),
+        solvers.Phantom(),
+    )
 
 
 def recommend_backend(
@@ -47,50 +66,53 @@ def recommend_backend(
     x_batch: Float[Array, "b n d"],
     mask: Bool[Array, "b n"] | None = None,
     *,
-    steps: Sequence[int] = (5, 10, 20, 50),
-    ks: Sequence[int] = (1, 2, 5),
+    candidates: Sequence[solvers.AbstractBackend] | None = None,
     tol: float | None = None,
     agreement: float = 0.99,
     memory_budget: float | None = None,
     train_steps: int = 100,
     train_lr: float = 1e-3,
     slack: float = 0.1,
+    separation: float = 0.1,
     repeats: int = 3,
     seed: int = 0,
     progress: bool | Callable[[str], Any] = False,
 ) -> Recommendation:
-    """Probe `layer` on a batch of your sets and recommend a backend, `T` and `k`.
+    """Probe `layer` on a batch of your sets with each candidate backend and recommend the
+    one that trains fastest.
 
-    The probe loss is a fixed random linear functional of the layer's outputs. Its gradient
-    w.r.t. the layer's parameters (outside the solver) and the inputs `x_batch` (what an
-    encoder before the layer receives) is computed with each backend, every one running the
-    layer's own forward method (its lr, momentum, tolerance). For each `T` in `steps` the
-    probes measure the forward residual, the compiled forward+backward memory and median
-    time, and the cosine similarity of each gradient to Unrolled's at the largest `T`.
+    Each candidate (a backend value; one built without `method=` runs the layer's own
+    forward method: the layer's current one, learned lr and momentum included, when the
+    candidate runs the same kind of forward, else the layer's default for that kind) is
+    measured twice:
 
-    Rule: the smallest `T` whose residual is below `tol` (default: the method's tolerance,
-    or 1e-3) counts as converged; there Implicit is recommended if its gradient agrees
-    (cosine ≥ `agreement`) with Unrolled's at the largest `T`, since its memory does not
-    grow with `T`. Otherwise the inner problem is not solved within `steps` (the usual case
-    for a learned potential), Implicit's gradient is not that of the computed output (trained
-    with it, the median task's model never reached Unrolled's error), and every `T` is a
-    different layer that training learns as it runs it (trained with 2 steps and evaluated
-    with 5, it was 100× worse). So the candidates are compared the way the time-to-accuracy
-    benchmark compares them, in a short training run: each Unrolled(T) trains `train_steps`
-    Adam steps (rate `train_lr`) on `x_batch` to move each set's output by one batch
-    standard deviation in a random direction; the goal is the lowest
-    final loss among them, within `slack` of its progress; Unrolled at the `T` that reaches
-    it in the least training time is kept, unless a Truncated(T, k), k in `ks`, reaches it
-    sooner. Candidates over `memory_budget` MB are left out.
+    1. **One gradient.** The probe loss is a fixed random linear functional of the layer's
+       outputs; its gradient w.r.t. the layer's parameters (outside the solver) and the
+       inputs `x_batch` (what an encoder before the layer receives) is compared, by cosine,
+       with the exact gradient of the argmin (Implicit with a dense LU solve, the layer's
+       forward to tolerance); the forward's largest residual, compiled forward+backward
+       memory and median time are recorded. A candidate whose residual is below `tol`
+       (default: the layer's method's tolerance, or 1e-3) and whose cosine is at least
+       `agreement` computes the argmin and its gradient; one that does not defines a
+       different layer, which training learns as it runs it (trained with 2 steps and
+       evaluated with 5, the median model was 100× worse).
+    2. **A short training run**, as the time-to-accuracy benchmark compares backends: each
+       candidate within `memory_budget` (MB) trains `train_steps` Adam steps (rate
+       `train_lr`) on `x_batch` to move each set's output by one batch standard deviation in
+       a random direction. The goal is the lowest final loss among them, within `slack` of
+       its progress; the candidate that reaches it in the least training time (compilation
+       excluded) is recommended. When the runner-up is within `separation` of its time, the
+       reasons say that the probe cannot separate them; when no candidate lowers the loss,
+       the fastest per step is kept.
 
     **Arguments:**
 
     - `layer`: an EA layer or a transport layer (an [`eqx_agg.AbstractSolvedAggregation`][]).
     - `x_batch`: `[b, n, d]`, a representative batch; `mask`: optional `[b, n]`.
-    - `steps`, `ks`: candidate `T` and Truncated `k`.
+    - `candidates`: backend values (default [`eqx_agg.default_candidates`][]`()`).
     - `tol`, `agreement`, `memory_budget`: the thresholds above (`memory_budget` in MB).
-    - `train_steps`, `train_lr`, `slack`: the training comparison above.
-    - `repeats`: timed runs per probe; `seed`: of the probe functional.
+    - `train_steps`, `train_lr`, `slack`, `separation`: the training comparison above.
+    - `repeats`: timed runs per probe; `seed`: of the probe functional and displacement.
     - `progress`: True to report each probe on stderr, or a function taking a message.
 
     **Returns:** a [`eqx_agg.Recommendation`][].
@@ -99,151 +121,173 @@ def recommend_backend(
         raise ValueError(f"x_batch must have shape [b, n, d], got shape {x_batch.shape}")
     if mask is not None and mask.shape != x_batch.shape[:2]:
         raise ValueError(f"mask must have shape {x_batch.shape[:2]}, got shape {mask.shape}")
-    if not steps or min(steps) < 1 or (ks and min(ks) < 1):
-        raise ValueError(f"steps and ks must be positive ints, got {steps} and {ks}")
+    candidates = default_candidates() if candidates is None else tuple(candidates)
+    if not candidates:
+        raise ValueError("candidates is empty: give at least one backend to compare")
+    for candidate in candidates:
+        if not isinstance(candidate, solvers.AbstractBackend):
+            raise TypeError(f"candidates must be solvers backends, got {candidate!r}")
     say = _reporter(progress)
-    steps = sorted(steps)
-    method = layer.solver.method
+    bound = {}
+    for i, candidate in enumerate(candidates):
+        solver = _with_layer_method(layer, candidate)
+        name = _name(solver)
+        bound[name if name not in bound else f"{name} #{i + 1}"] = solver  # e.g. two lr
+    method = layer.bound_solver().method
     tol = (method.tolerance or 1e-3) if tol is None else tol
     out = jax.eval_shape(jax.vmap(layer), x_batch, mask)
     cotangent = jax.random.normal(jax.random.PRNGKey(seed), out.shape, out.dtype)
-    probes: dict[tuple[str, int, int | None], dict[str, Any]] = {}
 
-    def probe(name: str, t: int, k: int | None = None) -> dict[str, Any]:
-        if (name, t, k) not in probes:
-            say(f"recommend_backend: probing {_label(name, t, k)}")
-            solver = _backend(name, t, k, method)
-            probes[name, t, k] = _probe(layer, solver, x_batch, mask, cotangent, repeats)
-        return probes[name, t, k]
+    exact = layer.with_solver(solvers.Implicit(linear_solver="lu", throw=False)).solver
+    say(f"recommend_backend: the exact gradient, {_name(exact)}")
+    reference = _probe(layer, exact, x_batch, mask, cotangent, repeats=1)
+    probes = {}
+    for name, solver in bound.items():
+        say(f"recommend_backend: one gradient with {name}")
+        probes[name] = _probe(layer, _reporting(solver), x_batch, mask, cotangent, repeats)
+        probes[name]["cosine_to_exact"] = _cosine(probes[name]["grad"], reference["grad"])
+    reasons = [_gradient_reason(probes, reference, tol, agreement)]
+    name = _by_training_probe(
+        layer, x_batch, mask, bound, probes, memory_budget, train_steps, train_lr, slack,
+        separation, seed, say, reasons,
+    )  # fmt: skip
+    measurements = [_row(name, bound[name], p) for name, p in probes.items()]
+    reference["cosine_to_exact"] = 1.0
+    measurements.append(_row(f"exact reference: {_name(exact)}", exact, reference))
+    return Recommendation(bound[name], name, reasons, measurements)
 
-    for t in steps:
-        for name in ("unrolled", "implicit"):
-            probe(name, t)
-    largest = steps[-1]
-    target = probes["unrolled", largest, None]["grad"]
-    cos = {key: _cosine(p["grad"], target) for key, p in probes.items()}
-    residual = {t: probes["unrolled", t, None]["residual"] for t in steps}
-    reasons: list[str] = []
-    choice: tuple[str, int, int | None] | None = None
-    converged = [t for t in steps if residual[t] < tol]
-    if converged:
-        t = converged[0]
-        implicit, unrolled = probes["implicit", t, None], probes["unrolled", t, None]
-        reasons.append(f"the forward converged at T={t}: residual {residual[t]:.2g} < tol={tol:g}")
-        if cos["implicit", t, None] >= agreement:
-            choice = ("implicit", t, None)
-            reasons.append(
-                f"Implicit's gradient agrees with Unrolled(T={largest})'s: cosine "
-                f"{cos['implicit', t, None]:.4f} >= agreement={agreement}"
-            )
-            reasons.append(
-                f"Implicit needs {implicit['MB']:.1f} MB ({implicit['MB'] / unrolled['MB']:.2f}x "
-                f"Unrolled's) and {implicit['ms']:.1f} ms ({implicit['ms'] / unrolled['ms']:.2f}x) "
-                f"at T={t}, and its memory does not grow with T"
-            )
-        else:
-            reasons.append(
-                f"but Implicit's gradient disagrees with Unrolled(T={largest})'s: cosine "
-                f"{cos['implicit', t, None]:.4f} < agreement={agreement}"
-            )
-    else:
-        reasons.append(
-            f"the forward did not converge at any T in steps (residual {residual[largest]:.2g} "
-            f">= tol={tol:g} at T={largest}), so Implicit's gradient is not the gradient of "
-            "the computed output"
-        )
-    if choice is None:
-        choice = _by_training_probe(
-            layer, x_batch, mask, cotangent, steps, ks, probes, memory_budget, train_steps,
-            train_lr, slack, seed, say, reasons,
-        )  # fmt: skip
-    measurements = [
-        {
-            "backend": name,
-            "T": t,
-            "k": k,
-            "residual": p["residual"],
-            "cosine_to_unrolled_max_T": _cosine(p["grad"], target),
-            "MB": p["MB"],
-            "ms": p["ms"],
-            **{key: p[key] for key in ("probe_loss", "time_to_goal_s") if key in p},
-        }
-        for (name, t, k), p in probes.items()
+
+def _gradient_reason(probes, reference, tol: float, agreement: float) -> str:
+    """Which candidates computed the argmin and its gradient, as a sentence."""
+    exact = [
+        name
+        for name, p in probes.items()
+        if p["residual"] < tol and p["cosine_to_exact"] >= agreement
     ]
-    name, t, k = choice
-    solver = _backend(name, t, k, method, throw=True)  # the layer's loud failures kept
-    return Recommendation(name, t, k, solver, reasons, measurements)
+    if reference["residual"] >= tol:
+        return (
+            f"the forward to tolerance did not converge on this batch (residual "
+            f"{reference['residual']:.2g} >= tol={tol:g}), so no candidate's gradient can be "
+            "checked against the argmin's; each candidate is a different layer"
+        )
+    if not exact:
+        return (
+            f"no candidate computed the argmin (residual < tol={tol:g}) with its gradient "
+            f"(cosine to the exact one >= agreement={agreement}): each is a different layer"
+        )
+    return (
+        f"{', '.join(exact)} computed the argmin (residual < tol={tol:g}) and its gradient "
+        f"(cosine to the exact one >= agreement={agreement})"
+    )
 
 
 def _by_training_probe(
-    layer, x, mask, cotangent, steps, ks, probes, memory_budget, train_steps, lr, slack, seed,
+    layer, x, mask, bound, probes, memory_budget, train_steps, lr, slack, separation, seed,
     say, reasons,
-) -> tuple[str, int, int | None]:  # fmt: skip
-    """The backend that trains fastest when the forward does not converge: each candidate
-    trains `train_steps` steps to move its outputs by the same random displacement; the goal
-    is the best final loss of an Unrolled(T) within `slack` of the progress it made; Unrolled
-    at the T that gets there first, then a Truncated(T, k) if one gets there sooner. Appends
-    the reasons."""
+) -> str:  # fmt: skip
+    """The name of the candidate that trains fastest to the goal (see `recommend_backend`);
+    appends the reasons."""
+    names = [n for n in bound if memory_budget is None or probes[n]["MB"] <= memory_budget]
+    if not names:
+        names = [min(bound, key=lambda n: probes[n]["MB"])]
+        reasons.append(
+            f"no candidate fits memory_budget={memory_budget:g} MB; {names[0]} needs the "
+            f"least, {probes[names[0]]['MB']:.1f} MB"
+        )
+    elif len(names) < len(bound):
+        reasons.append(
+            f"left out over memory_budget={memory_budget:g} MB: "
+            + ", ".join(f"{n} ({probes[n]['MB']:.1f} MB)" for n in bound if n not in names)
+        )
     displacement = probe_displacement(layer, x, mask, jax.random.PRNGKey(seed + 1))
-
-    def fit(name, t, k=None) -> dict[str, Any]:
-        probe = probes.setdefault((name, t, k), {})
-        if "curve" not in probe:
-            say(f"recommend_backend: training {_label(name, t, k)} for {train_steps} steps")
-            solver = _backend(name, t, k, layer.solver.method)
-            probe["curve"] = training_probe(layer, solver, x, mask, displacement, train_steps, lr)
-            probe["probe_loss"] = probe["curve"]["losses"][-1]
-            if "MB" not in probe:
-                probe.update(_probe(layer, solver, x, mask, cotangent, repeats=1))
-        return probe
-
-    fits = {t: fit("unrolled", t) for t in steps}
-    best_t = min(steps, key=lambda t: _finite(fits[t]["probe_loss"]))
-    start, best = fits[best_t]["curve"]["losses"][0], fits[best_t]["probe_loss"]
-    if not best < start:
+    for name in names:
+        say(f"recommend_backend: training with {name} for {train_steps} steps")
+        curve = training_probe(layer, _reporting(bound[name]), x, mask, displacement,
+                               train_steps, lr)  # fmt: skip
+        probes[name]["curve"] = curve
+        probes[name]["probe_loss"] = curve["losses"][-1]
+    start = probes[names[0]]["curve"]["losses"][0]
+    best_name = min(names, key=lambda n: _finite(probes[n]["probe_loss"]))
+    best = probes[best_name]["probe_loss"]
+    if not best < start * (1 - MIN_PROGRESS):
+        fastest = min(names, key=lambda n: probes[n]["ms"])
         reasons.append(
-            f"no Unrolled(T) lowered the loss of the training probe in {train_steps} steps "
-            f"(train_lr={lr:g}): the probe cannot rank them, so the smallest T, the cheapest, "
-            "is kept; raise train_steps or lower train_lr for a firmer answer"
+            f"no candidate lowered the training probe's loss ({start:.4g}) in {train_steps} "
+            f"steps (train_lr={lr:g}): the probe cannot rank them, so the fastest per step "
+            f"is kept, {fastest} ({probes[fastest]['ms']:.3g} ms per forward+backward); "
+            "raise train_steps or change train_lr for a firmer answer"
         )
-        return ("unrolled", steps[0], None)
+        return fastest
     goal = best + slack * (start - best)
-    for probe in fits.values():
-        probe["time_to_goal_s"] = _time_to(probe["curve"], goal)
-    fits_budget = [t for t in steps if memory_budget is None or fits[t]["MB"] <= memory_budget] or [
-        min(steps, key=lambda t: fits[t]["MB"])
-    ]
-    t = min(fits_budget, key=lambda t: fits[t]["time_to_goal_s"])
+    for name in names:
+        probes[name]["time_to_goal_s"] = _time_to(probes[name]["curve"], goal)
+    ranked = sorted(names, key=lambda n: probes[n]["time_to_goal_s"])
+    choice = ranked[0]
     reasons.append(
-        "each T then defines a different layer, which training learns as it runs it, so the "
-        f"candidates were compared by training: {train_steps} Adam steps (lr={lr:g}) on this "
-        "batch moving each output by a random batch standard deviation; "
-        f"Unrolled(T={best_t}) reached the lowest loss, {best:.4g} from {start:.4g}, and the "
-        f"goal is that loss within slack={slack:g} of its progress, {goal:.4g}"
+        f"trained {train_steps} Adam steps (lr={lr:g}) on this batch to move each output by "
+        f"a random batch standard deviation, {best_name} reached the lowest loss, {best:.4g} "
+        f"from {start:.4g}; the goal is that loss within slack={slack:g} of its progress, "
+        f"{goal:.4g}"
     )
     reasons.append(
-        "Unrolled "
-        + ", ".join(f"at T={s} {_reached(fits[s]['time_to_goal_s'])}" for s in steps)
-        + f" (training time): T={t} is the soonest"
-        + ("" if len(fits_budget) == len(steps) else f" within memory_budget={memory_budget}")
+        "; ".join(f"{n} {_reached(probes[n]['time_to_goal_s'])}" for n in ranked)
+        + f" (training time, compilation excluded): {choice} is the soonest"
     )
-    choice = ("unrolled", t, None)
-    truncated = []
-    for k in sorted(ks):
-        if k < t:
-            probe = fit("truncated", t, k)
-            probe["time_to_goal_s"] = _time_to(probe["curve"], goal)
-            truncated.append(probe | {"k": k})
-    truncated = [p for p in truncated if memory_budget is None or p["MB"] <= memory_budget]
-    if truncated:
-        fastest = min(truncated, key=lambda p: p["time_to_goal_s"])
-        reasons.append(
-            f"Truncated(T={t}) "
-            + ", ".join(f"with k={p['k']} {_reached(p['time_to_goal_s'])}" for p in truncated)
-        )
-        if fastest["time_to_goal_s"] < fits[t]["time_to_goal_s"]:
-            choice = ("truncated", t, fastest["k"])
+    if len(ranked) > 1:
+        first, second = (probes[n]["time_to_goal_s"] for n in ranked[:2])
+        if second <= (1 + separation) * first:
+            reasons.append(
+                f"the probe cannot separate {choice} from {ranked[1]}: their times to the "
+                f"goal are within separation={separation:g} of each other; either serves"
+            )
     return choice
+
+
+def _with_layer_method(
+    layer: AbstractSolvedAggregation, candidate: solvers.AbstractBackend
+) -> solvers.AbstractBackend:
+    """`candidate` with the layer's forward method where it has none: the layer's current
+    one (its learned parameters) when both run the same kind of forward, else the layer's
+    default for the candidate's kind."""
+    if candidate.method is not None:
+        return candidate
+    current = layer.bound_solver()
+    if current.runs_to_tolerance == candidate.runs_to_tolerance:
+        return candidate.with_method(current.method)
+    return layer.with_solver(candidate).solver
+
+
+def _reporting(solver: solvers.AbstractBackend) -> solvers.AbstractBackend:
+    """`solver` reporting its failures in `stats` instead of raising: the probes measure
+    candidates whose forward does not converge."""
+    if not solver.throw:
+        return solver
+    quiet = copy.copy(solver)
+    object.__setattr__(quiet, "throw", False)  # a static field: not reachable by tree_at
+    return quiet
+
+
+def _name(solver: solvers.AbstractBackend) -> str:
+    """E.g. `"Truncated(steps=20, k=2) [Nesterov]"`."""
+    options = [f"steps={solver.steps}"] + [
+        f"{field}={getattr(solver, field)}"
+        for field in ("k", "damping", "checkpoints")
+        if getattr(solver, field, None) is not None
+    ]
+    return f"{type(solver).__name__}({', '.join(options)}) [{type(solver.method).__name__}]"
+
+
+def _row(name: str, solver: solvers.AbstractBackend, probe: dict[str, Any]) -> dict[str, Any]:
+    """A measurement row of the recommendation."""
+    return {
+        "candidate": name,
+        "backend": type(solver).__name__.lower(),
+        "method": type(solver.method).__name__,
+        "T": solver.steps,
+        "k": getattr(solver, "k", None),
+        **{key: probe[key] for key in ("residual", "cosine_to_exact", "MB", "ms")},
+        **{key: probe[key] for key in ("probe_loss", "time_to_goal_s") if key in probe},
+    }
 
 
 def _time_to(curve: dict[str, list[float]], goal: float) -> float:
@@ -263,28 +307,12 @@ def _reached(seconds: float) -> str:
     return "never reached the goal" if math.isinf(seconds) else f"reached it in {seconds:.3g} s"
 
 
-def _label(name: str, t: int, k: int | None) -> str:
-    return f"{name.capitalize()}(T={t}{'' if k is None else f', k={k}'})"
-
-
 def _reporter(progress: bool | Callable[[str], Any]) -> Callable[[str], Any]:
     if callable(progress):
         return progress
     if progress:
         return lambda message: print(message, file=sys.stderr, flush=True)
     return lambda message: None
-
-
-def _backend(
-    name: str, t: int, k: int | None, method, throw: bool = False
-) -> solvers.AbstractBackend:
-    """Backend `name` with the layer's forward method; the probes report (`throw=False`)
-    rather than raise."""
-    if name == "unrolled":
-        return solvers.Unrolled(t, method=method, throw=throw)
-    if name == "implicit":
-        return solvers.Implicit(t, method=method, throw=throw)
-    return solvers.Truncated(t, k, method=method, throw=throw)
 
 
 def _probe(layer, solver, x, mask, cotangent, repeats: int) -> dict[str, Any]:

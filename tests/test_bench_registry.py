@@ -42,7 +42,10 @@ def test_help_shows_defaults_and_examples(command):
     "argv, message",
     [
         (["median", "--dims", "a"], "argument --dims: expected a int, got 'a'"),
-        (["select", "--inner-steps", "0"], "argument --inner-steps: expected a value >= 1"),
+        (
+            ["select", "--candidates", "unrolled:0"],
+            "argument --candidates: in 'unrolled:0': expected a value >= 1",
+        ),
         (["timing", "--backends", "adjoint"], "argument --backends: invalid choice"),
         (["molecules", "--readouts", "set2set"], "argument --readouts: invalid choice"),
     ],

@@ -1,8 +1,10 @@
-"""Backend selection (`eqx_agg.recommend_backend`): the recommendation follows the measured
-probes, and `python -m benchmarks select` reports it."""
+"""Backend selection (`eqx_agg.recommend_backend`): candidates are backend values, the
+recommendation follows the measured probes, and `python -m benchmarks select` reports it."""
 
+import argparse
 import json
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,49 +14,86 @@ import eqx_agg
 import solvers
 from benchmarks.backends import select
 
+from .helpers import neural_layer
 
-def test_recommends_implicit_when_converged(getkey):
-    solver = solvers.Unrolled(steps=10, lr=0.25, momentum=0.3, gtol=1e-6)
-    layer = eqx_agg.EquilibriumAggregation(eqx_agg.energies.Mean(), solver)
+
+def test_a_converged_forward_without_parameters_keeps_the_fastest_per_step(getkey):
+    """Mean has nothing to train: every candidate computes the mean and its gradient, no
+    training progress ranks them, so the fastest forward+backward is kept."""
+    options = dict(lr=0.25, momentum=0.3, gtol=1e-6)
+    layer = eqx_agg.EquilibriumAggregation(eqx_agg.energies.Mean(), solvers.Unrolled(10, **options))
     x = jax.random.normal(getkey(), (3, 6, 2))
-    rec = eqx_agg.recommend_backend(layer, x, steps=(40, 60), tol=1e-4, repeats=1)
-    assert (rec.backend, rec.steps, rec.k) == ("implicit", 40, None)
-    assert rec.reasons[0].startswith("the forward converged at T=40")
-    assert isinstance(rec.solver, solvers.Implicit) and rec.solver.steps == 40
-    assert rec.solver.throw  # the recommended solver raises as a layer's own does
-    assert {(m["backend"], m["T"]) for m in rec.measurements} == {
-        ("unrolled", 40), ("implicit", 40), ("unrolled", 60), ("implicit", 60)
-    }  # fmt: skip
-    for m in rec.measurements:
-        assert m["residual"] < 1e-4 and m["cosine_to_unrolled_max_T"] > 0.99
+    candidates = [solvers.Unrolled(40, **options), solvers.Implicit(40, **options),
+                  solvers.Unrolled(40, **options | {"lr": 0.2})]  # fmt: skip
+    rec = eqx_agg.recommend_backend(layer, x, candidates=candidates, tol=1e-4, repeats=1,
+                                    train_steps=5)  # fmt: skip
+    rows = {m["candidate"]: m for m in rec.measurements}
+    assert len(rows) == 4 and sum(name.startswith("exact reference") for name in rows) == 1
+    for m in rows.values():
+        assert m["residual"] < 1e-4 and m["cosine_to_exact"] > 0.99
+    names = [name for name in rows if not name.startswith("exact")]
+    assert names[2] == names[0] + " #3"  # two candidates that print alike stay apart
+    assert rec.reasons[0] == (
+        f"{', '.join(names)} computed the argmin (residual < tol=0.0001) and its gradient "
+        "(cosine to the exact one >= agreement=0.99)"
+    )
+    assert rec.reasons[1].startswith("no candidate lowered the training probe's loss")
+    assert rec.name == min(names, key=lambda name: rows[name]["ms"])
+    assert isinstance(rec.solver, (solvers.Unrolled, solvers.Implicit)) and rec.solver.throw
+
+
+def test_candidates_without_a_method_run_the_layers_own(getkey):
+    """Unrolled and Checkpointed at the same T are the same layer (the same gradient), so they
+    reach the goal at the same training step: within a generous `separation` the reasons say
+    that the probe cannot separate them. Built without `method=`, both run the layer's
+    current method, its lr included; Implicit runs the layer's default to tolerance, Newton."""
+    layer = neural_layer(solvers.Unrolled(4, lr=0.3))
+    x = jax.random.normal(getkey(), (4, 6, 3))
+    candidates = [solvers.Unrolled(4), solvers.Checkpointed(4), solvers.Implicit(50)]
+    rec = eqx_agg.recommend_backend(layer, x, candidates=candidates, repeats=1, train_steps=20,
+                                    train_lr=1e-2, separation=10.0)  # fmt: skip
+    rows = rec.measurements
+    assert [(m["backend"], m["method"]) for m in rows[:3]] == [
+        ("unrolled", "Nesterov"), ("checkpointed", "Nesterov"), ("implicit", "Newton")
+    ]  # fmt: skip
+    assert rows[0]["probe_loss"] == pytest.approx(rows[1]["probe_loss"], rel=1e-9)
+    assert rows[2]["time_to_goal_s"] == np.inf  # Implicit's layer did not fit this far
+    assert isinstance(rec.solver, (solvers.Unrolled, solvers.Checkpointed))
+    assert eqx.tree_equal(rec.solver.method, layer.solver.method)
+    assert any(r.startswith("the probe cannot separate") for r in rec.reasons)
 
 
 @pytest.mark.slow
-def test_recommends_the_fastest_to_train_when_not_converged(tmp_path):
+def test_recommends_the_fastest_to_train(tmp_path):
     select.main(["--quick", "--quiet", "--out", str(tmp_path)])
     payload = json.loads((tmp_path / "results.json").read_text())
     rec = payload["recommendation"]
-    assert rec["reasons"][0].startswith("the forward did not converge")
-    residual = {(r["backend"], r["T"]): r["residual"] for r in payload["records"]}
-    assert min(residual.values()) >= 1e-3
-    trained = [r for r in payload["records"] if "time_to_goal_s" in r]
-    # every Unrolled T trained, and the Truncated k < T at the T Unrolled reached the goal first
-    assert {r["T"] for r in trained if r["backend"] == "unrolled"} == {2, 4}
-    unrolled = min((r for r in trained if r["backend"] == "unrolled"),
-                   key=lambda r: r["time_to_goal_s"])  # fmt: skip
-    truncated = [r for r in trained if r["backend"] == "truncated"]
-    assert {(r["T"], r["k"]) for r in truncated} == {
-        (unrolled["T"], k) for k in (1, 2) if k < unrolled["T"]
-    }
-    chosen = next(r for r in trained if (r["backend"], r["T"], r["k"]) == (
-        rec["backend"], rec["steps"], rec["k"]))  # fmt: skip
+    candidates = [r for r in payload["records"] if not r["candidate"].startswith("exact")]
+    assert len(candidates) == len(select.QUICK["candidates"])
+    assert all("time_to_goal_s" in r for r in candidates)  # every candidate trained
+    chosen = next(r for r in candidates if r["candidate"] == rec["name"])
     assert chosen["time_to_goal_s"] < np.inf
-    assert chosen["time_to_goal_s"] == min(r["time_to_goal_s"] for r in [unrolled, *truncated])
+    assert chosen["time_to_goal_s"] == min(r["time_to_goal_s"] for r in candidates)
     assert "--" not in " ".join(rec["reasons"])  # reasons name the function's arguments
     assert "in never" not in " ".join(rec["reasons"])  # a goal not reached reads as such
 
 
-def test_bad_batch_shape(without_runtime_checks):
+def test_candidates_on_the_command_line():
+    assert select.candidate("truncated:20:5") == solvers.Truncated(20, 5)
+    assert select.candidate("implicit").steps == 1000
+    assert select.candidate("phantom:100:3").k == 3
+    with pytest.raises(argparse.ArgumentTypeError, match="one of unrolled, checkpointed"):
+        select.candidate("newton:10")  # a method is not a backend
+    for bad in ("unrolled:10:2", "unrolled:0", "truncated:a"):
+        with pytest.raises(argparse.ArgumentTypeError, match=bad):
+            select.candidate(bad)
+
+
+def test_bad_input(without_runtime_checks):
     layer = eqx_agg.EquilibriumAggregation(eqx_agg.energies.Mean())
     with pytest.raises(ValueError, match=r"\[b, n, d\]"):
         eqx_agg.recommend_backend(layer, jnp.zeros((4, 2)))
+    with pytest.raises(ValueError, match="candidates is empty"):
+        eqx_agg.recommend_backend(layer, jnp.zeros((1, 4, 2)), candidates=[])
+    with pytest.raises(TypeError, match="solvers backends"):
+        eqx_agg.recommend_backend(layer, jnp.zeros((1, 4, 2)), candidates=["unrolled"])

@@ -2,28 +2,30 @@
 
 On your own layer and data, call the library directly:
 
-    rec = eqx_agg.recommend_backend(layer, x_batch, steps=(5, 10, 20, 50))
-    print(rec.backend, rec.steps, rec.k)
+    rec = eqx_agg.recommend_backend(layer, x_batch, candidates=[solvers.Unrolled(10), ...])
+    print(rec.name)
     print(*rec.reasons, sep="\\n")
-    layer = eqx.tree_at(lambda m: m.solver, layer, rec.solver)
+    layer = layer.with_solver(rec.solver)
 
 examples:
   python -m benchmarks select
-  python -m benchmarks select --inner-steps 5 10 20 50 100 --memory-budget 50
+  python -m benchmarks select --candidates unrolled:10 checkpointed:100 truncated:50:5 \\
+      implicit phantom:1000:3 --memory-budget 50
 """
+
+import argparse
 
 import eqx_agg
 
-from ..shared import cli
+from ..shared import cli, strategies
 from ..shared.results import Results
 from . import problem
 
 ABOUT = (
     "What `eqx_agg.recommend_backend` recommends for the median model's EA layer, and the "
-    "probes it measured: per backend and T, the forward residual, the cosine of the probe "
-    "gradient to Unrolled's at the largest T, compiled memory (MB) and time (ms) and, for the "
-    "candidates trained (when the forward does not converge), the training probe's final "
-    "loss and its training seconds to the goal."
+    "probes it measured: per candidate backend, the forward residual, the cosine of the probe "
+    "gradient to the exact gradient of the argmin, compiled memory (MB) and time (ms), and the "
+    "training probe's final loss and its training seconds to the goal."
 )
 
 
@@ -32,12 +34,10 @@ def _parser():
     problem.add_problem_flags(parser)
     group = parser.add_argument_group("recommendation")
     group.add_argument(
-        "--inner-steps", type=cli.positive_int, nargs="+", default=[5, 10, 20, 50],
-        help="the values of T to probe",
-    )  # fmt: skip
-    group.add_argument(
-        "--truncate-ks", type=cli.positive_int, nargs="+", default=[1, 2, 5],
-        help="Truncated's k to try under --memory-budget",
+        "--candidates", type=candidate, nargs="+", default=None, metavar="NAME[:T[:K]]",
+        help="backends to compare, each NAME (one of " + ", ".join(strategies.BACKENDS)
+        + "), T its steps (a cap for those run to tolerance) and K its taped steps; default: "
+        "eqx_agg.default_candidates()",
     )  # fmt: skip
     group.add_argument(
         "--tol", type=cli.positive_float, default=None,
@@ -50,7 +50,30 @@ def _parser():
     return parser
 
 
-QUICK = dict(inner_steps=[2, 4], repeats=1)
+def candidate(text: str):
+    """A backend from `NAME[:T[:K]]`, e.g. `truncated:20:2`, with the layer's own forward
+    method; without `T`, the backends' default: a cap of 1000 steps for `implicit` and
+    `phantom` (they run to tolerance), 10 for the others; `K` for truncated and phantom."""
+    name, *numbers = text.split(":")
+    taped = name in ("truncated", "phantom")
+    if name not in strategies.BACKENDS or len(numbers) > 1 + taped:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not NAME[:T] with NAME one of {', '.join(strategies.BACKENDS)}, "
+            "or NAME[:T[:K]] for truncated and phantom"
+        )
+    try:
+        values = [cli.positive_int(n) for n in numbers]
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f"in {text!r}: {error}") from None
+    steps = values[0] if values else 1000 if name in ("implicit", "phantom") else 10
+    k = values[1] if len(values) > 1 else 1 if name == "phantom" else 2
+    return strategies.make_backend(name, steps, k=k)
+
+
+QUICK = dict(
+    candidates=[candidate(c) for c in ("unrolled:2", "unrolled:4", "truncated:4:1", "implicit")],
+    repeats=1,
+)
 
 
 def main(argv: list[str] | None = None) -> Results:
@@ -59,23 +82,20 @@ def main(argv: list[str] | None = None) -> Results:
     model, x, _ = problem.problem_from_args(args)
     results = Results("select", problem.config_of(args), args.out, ABOUT)
     rec = eqx_agg.recommend_backend(
-        model.pool, x, steps=args.inner_steps, ks=args.truncate_ks, tol=args.tol,
+        model.pool, x, candidates=args.candidates, tol=args.tol,
         memory_budget=args.memory_budget, repeats=args.repeats, seed=args.seed,
         progress=not args.quiet,
     )  # fmt: skip
     for row in rec.measurements:
         results.add(**row)
-    summary = f"Recommendation: backend={rec.backend}, T={rec.steps}, k={rec.k}"
+    summary = f"Recommendation: {rec.name}"
     results.add_section(summary + "\n\n" + "\n".join(f"- {r}" for r in rec.reasons))
-    recommendation = {"backend": rec.backend, "steps": rec.steps, "k": rec.k,
-                      "reasons": rec.reasons}  # fmt: skip
+    recommendation = {"name": rec.name, "reasons": rec.reasons}
     results.write(
         [
-            "backend",
-            "T",
-            "k",
+            "candidate",
             "residual",
-            "cosine_to_unrolled_max_T",
+            "cosine_to_exact",
             "MB",
             "ms",
             "probe_loss",
