@@ -1,6 +1,5 @@
 """Recommend a differentiation backend for a layer, from short probes on the user's data."""
 
-import copy
 import dataclasses
 import math
 import statistics
@@ -141,14 +140,16 @@ def recommend_backend(
     exact = layer.with_solver(solvers.Implicit(linear_solver="lu", throw=False)).solver
     say(f"recommend_backend: the exact gradient, {_name(exact)}")
     reference = _probe(layer, exact, x_batch, mask, cotangent, repeats=1)
+    # the probes report rather than raise: they measure candidates that do not converge
+    quiet = {name: dataclasses.replace(solver, throw=False) for name, solver in bound.items()}
     probes = {}
-    for name, solver in bound.items():
+    for name, solver in quiet.items():
         say(f"recommend_backend: one gradient with {name}")
-        probes[name] = _probe(layer, _reporting(solver), x_batch, mask, cotangent, repeats)
+        probes[name] = _probe(layer, solver, x_batch, mask, cotangent, repeats)
         probes[name]["cosine_to_exact"] = _cosine(probes[name]["grad"], reference["grad"])
     reasons = [_gradient_reason(probes, reference, tol, agreement)]
     name = _by_training_probe(
-        layer, x_batch, mask, bound, probes, memory_budget, train_steps, train_lr, slack,
+        layer, x_batch, mask, quiet, probes, memory_budget, train_steps, train_lr, slack,
         separation, seed, say, reasons,
     )  # fmt: skip
     measurements = [_row(name, bound[name], p) for name, p in probes.items()]
@@ -182,27 +183,27 @@ def _gradient_reason(probes, reference, tol: float, agreement: float) -> str:
 
 
 def _by_training_probe(
-    layer, x, mask, bound, probes, memory_budget, train_steps, lr, slack, separation, seed,
+    layer, x, mask, quiet, probes, memory_budget, train_steps, lr, slack, separation, seed,
     say, reasons,
 ) -> str:  # fmt: skip
-    """The name of the candidate that trains fastest to the goal (see `recommend_backend`);
-    appends the reasons."""
-    names = [n for n in bound if memory_budget is None or probes[n]["MB"] <= memory_budget]
+    """The name of the candidate that trains fastest to the goal (see `recommend_backend`),
+    each trained with its reporting copy in `quiet`; appends the reasons."""
+    names = [n for n in quiet if memory_budget is None or probes[n]["MB"] <= memory_budget]
     if not names:
-        names = [min(bound, key=lambda n: probes[n]["MB"])]
+        names = [min(quiet, key=lambda n: probes[n]["MB"])]
         reasons.append(
             f"no candidate fits memory_budget={memory_budget:g} MB; {names[0]} needs the "
             f"least, {probes[names[0]]['MB']:.1f} MB"
         )
-    elif len(names) < len(bound):
+    elif len(names) < len(quiet):
         reasons.append(
             f"left out over memory_budget={memory_budget:g} MB: "
-            + ", ".join(f"{n} ({probes[n]['MB']:.1f} MB)" for n in bound if n not in names)
+            + ", ".join(f"{n} ({probes[n]['MB']:.1f} MB)" for n in quiet if n not in names)
         )
     displacement = probe_displacement(layer, x, mask, jax.random.PRNGKey(seed + 1))
     for name in names:
         say(f"recommend_backend: training with {name} for {train_steps} steps")
-        curve = training_probe(layer, _reporting(bound[name]), x, mask, displacement,
+        curve = training_probe(layer, quiet[name], x, mask, displacement,
                                train_steps, lr)  # fmt: skip
         probes[name]["curve"] = curve
         probes[name]["probe_loss"] = curve["losses"][-1]
@@ -255,16 +256,6 @@ def _with_layer_method(
     if current.runs_to_tolerance == candidate.runs_to_tolerance:
         return candidate.with_method(current.method)
     return layer.with_solver(candidate).solver
-
-
-def _reporting(solver: solvers.AbstractBackend) -> solvers.AbstractBackend:
-    """`solver` reporting its failures in `stats` instead of raising: the probes measure
-    candidates whose forward does not converge."""
-    if not solver.throw:
-        return solver
-    quiet = copy.copy(solver)
-    object.__setattr__(quiet, "throw", False)  # a static field: not reachable by tree_at
-    return quiet
 
 
 def _name(solver: solvers.AbstractBackend) -> str:
