@@ -125,7 +125,10 @@ def recommend_backend(
         raise ValueError("candidates is empty: give at least one backend to compare")
     for candidate in candidates:
         if not isinstance(candidate, solvers.AbstractBackend):
-            raise TypeError(f"candidates must be solvers backends, got {candidate!r}")
+            raise TypeError(
+                "candidates must be solvers backends (e.g. solvers.Unrolled(10)), "
+                f"got {candidate!r}"
+            )
     say = _reporter(progress)
     bound = {}
     for i, candidate in enumerate(candidates):
