@@ -15,8 +15,9 @@ PAGES = [
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     if PYTHON_BLOCK.search(page.read_text())
 ]
-SLOW_PAGES = {"docs/benchmarks.md"}
-"""Pages whose examples take minutes (a backend recommendation): `make test-long` runs them."""
+SLOW_PAGES = {"docs/benchmarks.md", "README.md", "docs/getting-started.md"}
+"""Pages whose examples train for a minute or more under the tests' compile-for-speed XLA
+flags (a backend recommendation, 500-step training runs): `make test-long` runs them."""
 
 
 @pytest.fixture
