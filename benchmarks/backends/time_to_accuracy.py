@@ -5,11 +5,12 @@ records the held-out metric against training wall-clock (compilation included, e
 excluded) and against steps. Tasks (`--task`): median estimation (paper 5.1, held-out MSE,
 per D), class counting (5.2, the embedded digits, test accuracy) and molecules (5.3, the
 embedded FreeSolv with an EA readout, validation RMSE, per GCN/GIN), each at its own
-benchmark's defaults. The paper's Unrolled(T) is the reference: its final metric, averaged
-over the seeds, give or take one standard deviation across seeds (the seed noise) is the
-target; a backend's time-to-accuracy is the training time at its first evaluation that meets
-the target, the median over the seeds, a seed that never gets there counting as infinitely
-slow (so a backend reaching it in fewer than half the seeds has none).
+benchmark's defaults. The paper's Unrolled(T) is the reference: the median over seeds of its
+final metric is the target (with a bootstrap interval: how far other seeds could move it); a
+backend's time-to-accuracy is the training time at its first evaluation that meets the
+target, the median over the seeds, a seed that never gets there counting as infinitely slow
+(so a backend reaching it in fewer than half the seeds has none). The goal: some variant
+reaches it within half of Unrolled's time on at least 4 in 5 of its seeds.
 `--train-inner-steps` adds the paper's E.2 variant: Unrolled trained with fewer inner steps
 and evaluated with T.
 
@@ -43,10 +44,12 @@ from .training_tasks import TASKS
 
 ABOUT = (
     "Time-to-accuracy of each backend in training a task's EA model: `metric` is the held-out "
-    "metric after all steps (mean ± std over seeds), `reached` how many seeds got to "
-    "Unrolled's final metric give or take its seed std, `time_to_target_s` the median over "
+    "metric after all steps (mean ± std over seeds), `target` the median over seeds of "
+    "Unrolled's final metric (`target_interval`: its 95 % bootstrap interval over the seeds), "
+    "`reached` how many seeds got to the target, `time_to_target_s` the median over "
     "seeds of the training seconds to get there (none if fewer than half the seeds did) "
-    "(`vs_unrolled`: over Unrolled's own; compilation included), `steps_to_target` the median "
+    "(`vs_unrolled`: over Unrolled's own; compilation included), `seeds_within_half` how many "
+    "seeds got there in at most half of Unrolled's time, `steps_to_target` the median "
     "step of that evaluation, `steady_vs_unrolled` the ratio of steps_to_target / steps_per_s "
     "to Unrolled's (the time to target at steady throughput, compilation excluded: what "
     "counts in a long run), `steps_per_s` the training throughput after compilation, "
@@ -78,8 +81,8 @@ def _parser() -> argparse.ArgumentParser:
         "--eval-sets", type=cli.positive_int, default=2048, help="median: held-out sets"
     )
     group = parser.add_argument_group("training")
-    group.add_argument("--seeds", type=cli.non_negative_int, nargs="+", default=[0, 1, 2],
-                       help="training seeds (the seed noise needs >= 2)")  # fmt: skip
+    group.add_argument("--seeds", type=cli.non_negative_int, nargs="+", default=[0, 1, 2, 3, 4],
+                       help="training seeds (the target is the median over them)")  # fmt: skip
     group.add_argument("--steps", type=cli.positive_int, default=1500, help="Adam steps")
     group.add_argument("--lr", type=cli.positive_float, default=1e-3, help="Adam peak lr (cosine)")
     group.add_argument(
@@ -117,10 +120,12 @@ def _parser() -> argparse.ArgumentParser:
 @dataclasses.dataclass(frozen=True)
 class Variant:
     """A strategy the benchmark trains: its backend from the parsed flags (T: the task's
-    `--inner-steps`), and what it is."""
+    `--inner-steps`), what it is, and the weight of eq. 5's auxiliary loss in its training
+    loss (None: the task's own: median 1e-4, counting 1e-4, molecules 1)."""
 
     backend: Callable[[argparse.Namespace], solvers.AbstractBackend]
     about: str
+    aux_weight: float | None = None
 
 
 VARIANTS = {
@@ -153,6 +158,16 @@ VARIANTS = {
         lambda a: solvers.Phantom(a.implicit_steps, 5, 0.5, lr=0.125),
         "Nesterov forward, 5 steps damped by 0.5 differentiated",
     ),
+    "implicit-aux": Variant(
+        lambda a: solvers.Implicit(a.implicit_steps),
+        "Implicit, trained with eq. 5's auxiliary loss at weight 1 (keeps the energy solvable)",
+        aux_weight=1.0,
+    ),
+    "truncated-aux": Variant(
+        lambda a: solvers.Truncated(a.inner_steps, min(a.truncate_k, a.inner_steps)),
+        "Truncated(T, --truncate-k), trained with eq. 5's auxiliary loss at weight 1",
+        aux_weight=1.0,
+    ),
 }
 """`--variants`: the strategies the benchmark can train, by name."""
 
@@ -165,16 +180,19 @@ QUICK = dict(dims=[1], seeds=[0, 1], width=16, batch_size=8, set_size=20, eval_s
 def variants(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The trained configurations: Unrolled(T) first (the reference), the other variants,
     then Unrolled trained with each `T_train < T` and evaluated with T. `T_eval` is the
-    evaluation's inner steps (None: as trained). Every backend reports (not raises) an inner
+    evaluation's inner steps (None: as trained), `aux_weight` eq. 5's weight (None: the
+    task's). Every backend reports (not raises) an inner
     solve that fails."""
     T = args.inner_steps
     names = ["unrolled"] + [name for name in args.variants if name != "unrolled"]
     quiet = {n: dataclasses.replace(VARIANTS[n].backend(args), throw=False) for n in names}
-    out = [dict(variant=n, backend=quiet[n], T_eval=None) for n in names]
+    out = [dict(variant=n, backend=quiet[n], T_eval=None, aux_weight=VARIANTS[n].aux_weight)
+           for n in names]  # fmt: skip
     for steps in args.train_inner_steps:
         if steps < T:
             short = solvers.Unrolled(steps, throw=False)
-            out.append(dict(variant=f"unrolled T={steps}→{T}", backend=short, T_eval=T))
+            out.append(dict(variant=f"unrolled T={steps}→{T}", backend=short, T_eval=T,
+                            aux_weight=None))  # fmt: skip
     return out
 
 
@@ -193,7 +211,7 @@ def main(argv: list[str] | None = None) -> Results:
     curves: dict[tuple[Any, str], list[list[dict[str, Any]]]] = {}
     extras: dict[tuple[Any, str], dict[str, Any]] = {}
     for setting, variant, seed in progress(runs, "time-to-accuracy", quiet=args.quiet):
-        run = task.build(args, setting, variant["backend"], seed)
+        run = task.build(args, setting, variant["backend"], seed, variant["aux_weight"])
         config = _config(args, variant, seed)
         trained, history = training.train(
             run.model, run.loss_fn, run.next_batch, config, run.evaluate
@@ -216,9 +234,9 @@ def main(argv: list[str] | None = None) -> Results:
     _plot(results, task, settings, curves)
     results.add_section(targets_section(targets))
     results.write(
-        ["setting", "variant", "metric", "metric_std", "reached", "time_to_target_s",
-         "vs_unrolled", "steps_to_target", "steady_vs_unrolled", "steps_per_s", "total_MB",
-         "residual"],
+        ["setting", "variant", "metric", "metric_std", "target", "target_interval", "reached",
+         "time_to_target_s", "vs_unrolled", "seeds_within_half", "steps_to_target",
+         "steady_vs_unrolled", "steps_per_s", "total_MB", "residual"],
         extra={"targets": targets, "metric": task.metric,
                "curves": {f"{s}/{v}": c for (s, v), c in curves.items()}},
     )  # fmt: skip
@@ -248,20 +266,23 @@ def _config(args, variant: dict[str, Any], seed: int) -> training.TrainConfig:
 def _summarise(results: Results, task, setting, names: list[str], curves, extras) -> None:
     """One row per variant in this setting (the first name is the Unrolled reference)."""
     finals = {name: [run[-1]["metric"] for run in curves[setting, name]] for name in names}
-    reference = finals[names[0]]
-    noise = statistics.stdev(reference) if len(reference) > 1 else 0.0
-    goal = statistics.mean(reference) + (noise if task.lower_is_better else -noise)
+    goal = seed_median(finals[names[0]], task.lower_is_better)
+    low, high = bootstrap_interval(finals[names[0]], task.lower_is_better)
     reference_time = reference_steady = None
     for name in names:
         runs = curves[setting, name]
         reached = [_first(run, goal, task.lower_is_better) for run in runs]
+        seconds = [r and r["train_seconds"] for r in reached]
         # a seed that never reaches the target counts as infinitely slow
-        time_to = _median_or_none([r and r["train_seconds"] for r in reached])
+        time_to = _median_or_none(seconds)
         steps_to = _median_or_none([r and r["step"] for r in reached])
         steps_per_s = statistics.median(_throughput(run) for run in runs)
         steady = None if steps_to is None else steps_to / steps_per_s
         if name == names[0]:
             reference_time, reference_steady = time_to, steady
+        within_half = None
+        if reference_time is not None:
+            within_half = sum(t is not None and t <= 0.5 * reference_time for t in seconds)
         results.add(
             setting=f"{task.setting_name}={setting}",
             variant=name,
@@ -270,14 +291,35 @@ def _summarise(results: Results, task, setting, names: list[str], curves, extras
             reached=f"{sum(r is not None for r in reached)}/{len(runs)}",
             time_to_target_s=time_to,
             vs_unrolled=_ratio(time_to, reference_time),
+            seeds_within_half=None if within_half is None else f"{within_half}/{len(runs)}",
             steps_to_target=steps_to,
             steady_s=steady,
             steady_vs_unrolled=_ratio(steady, reference_steady),
             steps_per_s=steps_per_s,
             target=goal,
+            target_interval=f"[{low:.3g}, {high:.3g}]",
             lower_is_better=task.lower_is_better,
             **extras[setting, name],
         )
+
+
+def seed_median(finals: list[float], lower_is_better: bool) -> float:
+    """The target: the median of Unrolled's final metrics over seeds; for an even number of
+    seeds, the worse of the two middle ones (so that more than half of Unrolled's seeds
+    reach it and its own time to target is defined)."""
+    return (statistics.median_high if lower_is_better else statistics.median_low)(finals)
+
+
+def bootstrap_interval(
+    finals: list[float], lower_is_better: bool, draws: int = 2000
+) -> tuple[float, float]:
+    """The 95 % bootstrap interval of `seed_median` (the seeds resampled with replacement):
+    how far the target could move with other seeds."""
+    rng = np.random.default_rng(0)
+    samples = rng.choice(np.asarray(finals), size=(draws, len(finals)), replace=True)
+    medians = [seed_median(list(row), lower_is_better) for row in samples]
+    low, high = np.percentile(medians, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def _first(run: list[dict[str, Any]], goal: float, lower_is_better: bool) -> dict | None:
@@ -306,26 +348,35 @@ def _throughput(run: list[dict[str, Any]]) -> float:
 
 
 def targets_of(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per setting: some cheaper variant reaches Unrolled's metric in at most half its time."""
+    """Per setting: some cheaper variant reaches Unrolled's target in at most half Unrolled's
+    time (the median over its seeds) on at least 4 in 5 of its seeds."""
     targets = []
     for setting in dict.fromkeys(r["setting"] for r in records):
-        rows = [r for r in records if r["setting"] == setting]
-        ratios = [r["vs_unrolled"] for r in rows[1:] if r["vs_unrolled"] is not None]
-        best = min(ratios) if ratios else float("inf")
-        reason = (
-            "no cheaper variant reached Unrolled's final metric within the budget"
-            if not ratios
-            else "the cheaper variants' faster steps did not make up for their slower progress"
-        )
+        reference, *others = [r for r in records if r["setting"] == setting]
+        fractions = [_fraction(r["seeds_within_half"]) for r in others if r["seeds_within_half"]]
+        best = max(fractions, default=0.0)
+        if reference["time_to_target_s"] is None:
+            reason = "Unrolled itself did not reach its median final metric (see reached)"
+        elif not any(r["time_to_target_s"] is not None for r in others):
+            reason = "no cheaper variant reached Unrolled's final metric within the budget"
+        else:
+            reason = "the cheaper variants' faster steps did not make up for their slower progress"
         targets.append(
             target(
-                f"{setting}: a cheaper backend reaches Unrolled's metric in <= 0.5× its time",
+                f"{setting}: a cheaper backend reaches Unrolled's metric in <= 0.5× its time "
+                "on >= 4 in 5 seeds (best fraction of seeds)",
                 best,
-                best <= 0.5,
+                best >= 0.8,
                 reason,
-            )  # fmt: skip
+            )
         )
     return targets
+
+
+def _fraction(count: str) -> float:
+    """`"4/5"` -> 0.8."""
+    done, total = map(int, count.split("/"))
+    return done / total
 
 
 def _plot(results: Results, task, settings: list[Any], curves) -> None:
@@ -347,7 +398,7 @@ def _plot(results: Results, task, settings: list[Any], curves) -> None:
             time_ax.plot(seconds, metric, "o-", ms=3, label=name)
             step_ax.plot(steps, metric, "o-", ms=3, label=name)
         for ax, xlabel in ((time_ax, "training wall-clock (s)"), (step_ax, "training step")):
-            ax.axhline(goal, color="gray", ls=":", label="target: Unrolled's final ± seed std")
+            ax.axhline(goal, color="gray", ls=":", label="target: Unrolled's median final")
             ylabel = f"held-out {task.metric} (mean over seeds)"
             ax.set(yscale="log" if task.lower_is_better else "linear", xlabel=xlabel, ylabel=ylabel)
             ax.set_title(f"{type(task).__name__}, {label}")

@@ -2,10 +2,10 @@
 
 A task names its held-out metric and whether lower is better, the settings it is trained in
 (the median task's set embedding sizes D, the molecules task's graph convolutions, the
-counting task's data set) and its inner steps T, and builds, for a setting, a backend and a
-seed, what `training.train` takes: the model with its EA layer on that backend, the loss,
-the batches and the evaluation. Each task is the one its own benchmark trains
-(`benchmarks.tasks`), at that benchmark's defaults.
+counting task's data set) and its inner steps T, and builds, for a setting, a backend, a
+seed and an auxiliary-loss weight (None: the task's), what `training.train` takes: the
+model with its EA layer on that backend, the loss, the batches and the evaluation. Each
+task is the one its own benchmark trains (`benchmarks.tasks`), at that benchmark's defaults.
 """
 
 import argparse
@@ -46,7 +46,7 @@ class Median:
     def settings(self, args: argparse.Namespace) -> list[Any]:
         return args.dims
 
-    def build(self, args: argparse.Namespace, dim: int, backend, seed: int) -> Run:
+    def build(self, args: argparse.Namespace, dim: int, backend, seed: int, aux_weight=None) -> Run:
         x_eval, median_eval = _median_held_out(args.eval_sets, args.set_size)
         model = median.build_model("ea", dim, args.width, backend, key=jax.random.PRNGKey(seed + 1))
         data_key = jax.random.PRNGKey(seed)
@@ -57,7 +57,8 @@ class Median:
         def evaluate(model, step):
             return {"mse": median.held_out_mse(model, x_eval, median_eval)}
 
-        loss = median.make_loss(training.TrainConfig().aux_weight)
+        default = training.TrainConfig().aux_weight
+        loss = median.make_loss(default if aux_weight is None else aux_weight)
         return Run(model, loss, next_batch, evaluate, _residual(x_eval[:256]))
 
 
@@ -70,8 +71,11 @@ class Counting:
     def settings(self, args: argparse.Namespace) -> list[Any]:
         return ["digits"]
 
-    def build(self, args: argparse.Namespace, data: str, backend, seed: int) -> Run:
-        task_args = counting.parse_args(["--data", data, "--seed", str(seed)] + _quick(args))
+    def build(
+        self, args: argparse.Namespace, data: str, backend, seed: int, aux_weight=None
+    ) -> Run:
+        flags = ["--data", data, "--seed", str(seed), *_quick(args), *_aux(aux_weight)]
+        task_args = counting.parse_args(flags)
         train_data, test_data, next_batch, evaluate = counting.task_data(task_args)
         model = counting.model_from_args(task_args, "ea", train_data, backend)
         rng = np.random.default_rng([seed, 3])
@@ -97,8 +101,10 @@ class Molecules:
     def settings(self, args: argparse.Namespace) -> list[Any]:
         return args.convs
 
-    def build(self, args: argparse.Namespace, conv: str, backend, seed: int) -> Run:
-        task_args = molecules.parse_args(["--seed", str(seed)] + _quick(args))
+    def build(
+        self, args: argparse.Namespace, conv: str, backend, seed: int, aux_weight=None
+    ) -> Run:
+        task_args = molecules.parse_args(["--seed", str(seed), *_quick(args), *_aux(aux_weight)])
         dataset, _, batching = _molecule_data(args.quick)
         setup = molecules.setup(task_args, dataset, batching, conv, "sum", "ea", backend)
         return Run(setup.model, setup.loss_fn, setup.next_batch, setup.evaluate)
@@ -127,3 +133,7 @@ def _molecule_data(quick: bool):
 
 def _quick(args: argparse.Namespace) -> list[str]:
     return ["--quick"] if args.quick else []
+
+
+def _aux(weight: float | None) -> list[str]:
+    return [] if weight is None else ["--aux-weight", str(weight)]
