@@ -82,9 +82,11 @@ def test_candidates_on_the_command_line():
     assert select.candidate("truncated:20:5") == solvers.Truncated(20, 5)
     assert select.candidate("implicit").steps == 1000
     assert select.candidate("phantom:100:3").k == 3
+    assert select.candidate("phantom") == solvers.Phantom()  # the backend's own defaults
+    assert select.candidate("truncated:30") == solvers.Truncated(30)
     with pytest.raises(argparse.ArgumentTypeError, match="one of unrolled, checkpointed"):
         select.candidate("newton:10")  # a method is not a backend
-    for bad in ("unrolled:10:2", "unrolled:0", "truncated:a"):
+    for bad in ("unrolled:10:2", "unrolled:0", "truncated:a", "truncated:2:5"):
         with pytest.raises(argparse.ArgumentTypeError, match=bad):
             select.candidate(bad)
 

@@ -16,6 +16,7 @@ examples:
 import argparse
 
 import eqx_agg
+import solvers
 
 from ..shared import cli, strategies
 from ..shared.results import Results
@@ -52,8 +53,7 @@ def _parser():
 
 def candidate(text: str):
     """A backend from `NAME[:T[:K]]`, e.g. `truncated:20:2`, with the layer's own forward
-    method; without `T`, the backends' default: a cap of 1000 steps for `implicit` and
-    `phantom` (they run to tolerance), 10 for the others; `K` for truncated and phantom."""
+    method; `K` for truncated and phantom; without `T` or `K`, the backend's own defaults."""
     name, *numbers = text.split(":")
     taped = name in ("truncated", "phantom")
     if name not in strategies.BACKENDS or len(numbers) > 1 + taped:
@@ -65,9 +65,11 @@ def candidate(text: str):
         values = [cli.positive_int(n) for n in numbers]
     except argparse.ArgumentTypeError as error:
         raise argparse.ArgumentTypeError(f"in {text!r}: {error}") from None
-    steps = values[0] if values else 1000 if name in ("implicit", "phantom") else 10
-    k = values[1] if len(values) > 1 else 1 if name == "phantom" else 2
-    return strategies.make_backend(name, steps, k=k)
+    backend = getattr(solvers, name.capitalize())  # e.g. solvers.Truncated
+    try:
+        return backend(**dict(zip(("steps", "k"), values, strict=False)))
+    except ValueError as error:  # e.g. k > T
+        raise argparse.ArgumentTypeError(f"in {text!r}: {error}") from None
 
 
 QUICK = dict(
