@@ -22,12 +22,18 @@ def test_accuracy_quick(tmp_path):
     assert payload["suite"] == "accuracy"
     assert {"device", "jax", "jaxlib"} <= set(payload["environment"])
     assert payload["config"]["dtype"] == "float64"
-    for name in ("results.csv", "report.md", "accuracy_vs_steps.png", "truncated_k.png"):
+    for name in ("results.csv", "report.md", "accuracy_vs_steps.png", "truncated_k.png",
+                 "accuracy_at_defaults.png"):  # fmt: skip
         assert (tmp_path / name).exists()
+    assert "At each backend's default settings" in (tmp_path / "report.md").read_text()
 
-    # the reference is converged and agrees with central finite differences
+    # the references (one per forward method) are converged; the first agrees with
+    # central finite differences
     reference = payload["reference"]
     assert reference["residual"] < 1e-10
+    assert set(payload["references"]) == {"Nesterov", "Newton"}
+    assert all(r["residual"] < 1e-10 for r in payload["references"].values())
+    assert "One reference per forward method" in (tmp_path / "report.md").read_text()
     assert len(payload["finite_differences"]) == 2
     for check in payload["finite_differences"]:
         assert check["relative_difference"] < 1e-5
@@ -43,6 +49,9 @@ def test_accuracy_quick(tmp_path):
     unrolled = row["unrolled", "T", 2, None]
     assert unrolled["rel_err_unrolled"] == 0
     np.testing.assert_allclose(unrolled["cos_unrolled"], 1, rtol=1e-12)
+    # at its defaults Unrolled stops at gtol 1e-3: not reached in 2 steps, the same gradient
+    default = row["unrolled", "default", 2, None]
+    assert default["residual"] > 1e-3 and default["rel_err_ref"] == unrolled["rel_err_ref"]
     # Truncated(k=T) is Unrolled exactly; k < T is not
     full = row["truncated", "k", 2, 2]
     assert full["rel_err_unrolled"] < 1e-12

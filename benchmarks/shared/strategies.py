@@ -34,25 +34,27 @@ def make_backend(
     name: str,
     steps: int,
     *,
-    k: int = 2,
+    k: int | None = None,
     method: solvers.AbstractMethod | None = None,
     damping: float = 1.0,
     **options: Any,
 ) -> solvers.AbstractBackend:
     """Backend `name` with `steps` inner steps (a cap where the forward runs to tolerance),
-    `k` taped steps for Truncated (at most `steps`) and Phantom, Phantom's `damping`, and
-    `method` (None: the layer's own); `options` go to the constructor (`lr`, `gtol`,
-    `linear_solver`, `throw`, ...)."""
+    `k` taped steps for Truncated (at most `steps`) and Phantom (None: the backend's own
+    default), Phantom's `damping`, and `method` (None: the layer's own); `options` go to the
+    constructor (`lr`, `gtol`, `linear_solver`, `throw`, ...)."""
     if name == "unrolled":
         return solvers.Unrolled(steps, method=method, **options)
     if name == "checkpointed":
         return solvers.Checkpointed(steps, method=method, **options)
     if name == "truncated":
+        k = solvers.Truncated().k if k is None else k
         return solvers.Truncated(steps, min(k, steps), method=method, **options)
     if name == "implicit":
         return solvers.Implicit(steps, method=method, **options)
     if name == "phantom":
-        return solvers.Phantom(steps, k, damping, method=method, **options)
+        taped = {} if k is None else {"k": k}
+        return solvers.Phantom(steps, damping=damping, method=method, **taped, **options)
     raise ValueError(f"unknown backend {name!r}; choose from {BACKENDS}")
 
 
