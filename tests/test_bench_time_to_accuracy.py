@@ -25,7 +25,7 @@ def test_quick_run_compares_backends_against_unrolled(tmp_path):
     assert reference["target"] >= reference["metric"] and reference["setting"] == "D=1"
     for row in rows:
         assert np.isfinite(row["metric"]) and row["steps_per_s"] > 0 and row["total_MB"] > 0
-        assert row["residual"] >= 0
+        assert row["residual"] >= 0 and 0 <= row["converged"] <= 1
         reached, seeds = map(int, row["reached"].split("/"))
         # the median over seeds, a seed that never reaches the target being infinitely slow
         assert (row["time_to_target_s"] is None) == (reached < seeds // 2 + 1)

@@ -54,7 +54,9 @@ ABOUT = (
     "to Unrolled's (the time to target at steady throughput, compilation excluded: what "
     "counts in a long run), `steps_per_s` the training throughput after compilation, "
     "`total_MB` the compiled memory of one training step, `residual` the median "
-    "inner residual max|∇_y E| of the trained model on held-out sets (at the evaluation T)."
+    "inner residual max|∇_y E| of the trained model on held-out sets (at the evaluation T), "
+    "`converged` the fraction of those sets whose forward met its tolerance (Unrolled's: "
+    "the paper's gtol 1e-3 within T steps)."
 )
 
 
@@ -181,8 +183,7 @@ def variants(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The trained configurations: Unrolled(T) first (the reference), the other variants,
     then Unrolled trained with each `T_train < T` and evaluated with T. `T_eval` is the
     evaluation's inner steps (None: as trained), `aux_weight` eq. 5's weight (None: the
-    task's). Every backend reports (not raises) an inner
-    solve that fails."""
+    task's). Every backend reports (not raises) an inner solve that fails."""
     T = args.inner_steps
     names = ["unrolled"] + [name for name in args.variants if name != "unrolled"]
     quiet = {n: dataclasses.replace(VARIANTS[n].backend(args), throw=False) for n in names}
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> Results:
             evaluated = trained if steps is None else eqx_agg.with_inner_steps(trained, steps)
             extras[setting, variant["variant"]] = dict(
                 total_MB=step_megabytes(run.model, run.loss_fn, run.next_batch(0)),
-                residual=None if run.residual is None else run.residual(evaluated),
+                **({} if run.residual is None else run.residual(evaluated)),
             )
         compiled.release_if_near_limit()  # every run compiles its own functions
     names = [v["variant"] for v in variants(args)]
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> Results:
     results.write(
         ["setting", "variant", "metric", "metric_std", "target", "target_interval", "reached",
          "time_to_target_s", "vs_unrolled", "seeds_within_half", "steps_to_target",
-         "steady_vs_unrolled", "steps_per_s", "total_MB", "residual"],
+         "steady_vs_unrolled", "steps_per_s", "total_MB", "residual", "converged"],
         extra={"targets": targets, "metric": task.metric,
                "curves": {f"{s}/{v}": c for (s, v), c in curves.items()}},
     )  # fmt: skip

@@ -29,7 +29,9 @@ from . import problem
 class Run:
     """One model to train: `model`, `loss_fn`, `next_batch`, `evaluate` as `training.train`
     takes them, and `residual(model)`: the median inner residual `max|∇_y E|` of a trained
-    model on held-out sets (None where the task's layer inputs are not a batch of sets)."""
+    model on held-out sets and the fraction of them whose forward converged, as
+    `{"residual": ..., "converged": ...}` (None where the task's layer inputs are not a batch
+    of sets)."""
 
     model: Any
     loss_fn: Callable
@@ -114,9 +116,13 @@ TASKS = {"median": Median(), "counting": Counting(), "molecules": Molecules()}
 """`--task`: the tasks the benchmark can train."""
 
 
-def _residual(x_held_out) -> Callable[[Any], float]:
-    def residual(model) -> float:
-        return float(jnp.median(problem.solve_stats(model, x_held_out).grad_max_norm))
+def _residual(x_held_out) -> Callable[[Any], dict[str, float]]:
+    def residual(model) -> dict[str, float]:
+        stats = problem.solve_stats(model, x_held_out)
+        return {
+            "residual": float(jnp.median(stats.grad_max_norm)),
+            "converged": float(jnp.mean(stats.converged)),
+        }
 
     return residual
 
