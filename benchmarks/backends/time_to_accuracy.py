@@ -37,7 +37,7 @@ import numpy as np
 import eqx_agg
 import solvers
 
-from ..shared import cli, compiled, training
+from ..shared import cli, compiled, strategies, training
 from ..shared.results import Results, progress, target, targets_section
 from . import memory, problem
 from .training_tasks import TASKS
@@ -130,6 +130,16 @@ class Variant:
     aux_weight: float | None = None
 
 
+def _truncated(a: argparse.Namespace) -> solvers.AbstractBackend:
+    """Truncated(T, --truncate-k), k at most T."""
+    return strategies.make_backend("truncated", a.inner_steps, k=a.truncate_k)
+
+
+def _implicit(a: argparse.Namespace) -> solvers.AbstractBackend:
+    """Implicit with the layer's forward, capped at --implicit-steps."""
+    return solvers.Implicit(a.implicit_steps)
+
+
 VARIANTS = {
     "unrolled": Variant(
         lambda a: solvers.Unrolled(a.inner_steps), "Unrolled(T), the paper's (reference)"
@@ -137,13 +147,8 @@ VARIANTS = {
     "checkpointed": Variant(
         lambda a: solvers.Checkpointed(a.inner_steps), "Checkpointed(T): Unrolled's gradient"
     ),
-    "truncated": Variant(
-        lambda a: solvers.Truncated(a.inner_steps, min(a.truncate_k, a.inner_steps)),
-        "Truncated(T, --truncate-k)",
-    ),
-    "implicit": Variant(
-        lambda a: solvers.Implicit(a.implicit_steps), "Implicit with the layer's Newton forward"
-    ),
+    "truncated": Variant(_truncated, "Truncated(T, --truncate-k)"),
+    "implicit": Variant(_implicit, "Implicit with the layer's Newton forward"),
     "implicit-nesterov": Variant(
         lambda a: solvers.Implicit(a.implicit_steps, lr=0.125),
         "Implicit with a restarted Nesterov forward",
@@ -161,12 +166,12 @@ VARIANTS = {
         "Nesterov forward, 5 steps damped by 0.5 differentiated",
     ),
     "implicit-aux": Variant(
-        lambda a: solvers.Implicit(a.implicit_steps),
+        _implicit,
         "Implicit, trained with eq. 5's auxiliary loss at weight 1 (keeps the energy solvable)",
         aux_weight=1.0,
     ),
     "truncated-aux": Variant(
-        lambda a: solvers.Truncated(a.inner_steps, min(a.truncate_k, a.inner_steps)),
+        _truncated,
         "Truncated(T, --truncate-k), trained with eq. 5's auxiliary loss at weight 1",
         aux_weight=1.0,
     ),
