@@ -27,7 +27,7 @@ from jax.flatten_util import ravel_pytree
 
 import solvers
 
-from ..shared import cli, strategies
+from ..shared import cli, compiled, strategies
 from ..shared.results import Results, markdown_table, progress, target, targets_section
 from ..shared.strategies import make_backend
 from . import problem
@@ -239,6 +239,7 @@ def main(argv: list[str] | None = None) -> Results:
             grad_lr=m["grad_lr"],
             grad_momentum=m["grad_momentum"],
         )
+        compiled.release_if_near_limit()  # every row compiles its own functions
 
     targets = _targets(results.records, refs, fd)
     _report(results, refs, fd, targets)
