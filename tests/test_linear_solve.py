@@ -53,6 +53,29 @@ def test_each_set_meets_its_own_tolerance(name, symmetric, n):
     assert not stats.failed.any() and np.all(np.asarray(stats.residual) < 1e-8)
 
 
+@pytest.mark.parametrize("name, symmetric", [("cg", True), ("gmres", False)])
+def test_the_solve_differentiates_as_the_exact_inverse(name, symmetric):
+    """`x = A(t)⁻¹ b(t)`: the reverse-mode derivative w.r.t. `t` (through both the operator's
+    closed-over arrays and the right-hand side) is `jnp.linalg.solve`'s."""
+    a, da = blocks(3, 5, symmetric), blocks(4, 5, symmetric)
+    b = np.random.default_rng(5).normal(size=(len(SCALES), 5))
+    weights = np.random.default_rng(6).normal(size=b.shape)
+
+    def loss(t, solve):
+        matrix, rhs = jnp.asarray(a) + t * jnp.asarray(da) / 20, jnp.sin(t) * jnp.asarray(b)
+        return jnp.sum(weights * solve(matrix, rhs))
+
+    def per_set(matrix, rhs):
+        return solve_per_set(operator(matrix), rhs, shortcut(name), symmetric=symmetric)[0]
+
+    def dense(matrix, rhs):
+        return jnp.linalg.solve(matrix, rhs[..., None])[..., 0]
+
+    for t in (0.3, 1.1):
+        expected = jax.grad(loss)(t, dense)
+        np.testing.assert_allclose(jax.grad(loss)(t, per_set), expected, rtol=1e-7)
+
+
 def test_cg_stops_each_set_at_its_own_iteration():
     a = np.stack([np.eye(6), np.diag(np.geomspace(1, 100, 6))])
     x, stats = solve_per_set(operator(a), jnp.ones((2, 6)), shortcut("cg"))

@@ -40,6 +40,25 @@ def test_more_damped_steps_approach_the_implicit_gradient():
     assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-2
 
 
+def test_newton_beyond_dense_size_differentiates():
+    """A 40-wide aggregate is past Newton's `dense_size` (32): its steps are CG steps on
+    Hessian-vector products, and one of them from the solution is the implicit gradient,
+    up to CG's tolerance (1e-3), when CG may run to it (it raised "Linearization failed"
+    before)."""
+    x = random_set(2, 9, 3)
+    energy = eqx_agg.energies.Neural(3, 40, widths=(16, 8), key=jax.random.PRNGKey(0))
+
+    def gradient(solver):
+        layer = eqx_agg.EquilibriumAggregation(energy, solver)
+        return jax.grad(lambda x: jnp.sum(jnp.sin(layer(x))))(x)
+
+    implicit = gradient(solvers.Implicit())
+    exact_steps = solvers.Newton(cg_steps=80)
+    assert relative_error(gradient(solvers.Phantom(method=exact_steps)), implicit) < 1e-4
+    default = gradient(solvers.Phantom())  # three CG iterations per step: an approximation
+    assert np.all(np.isfinite(default)) and 0 < relative_error(default, implicit) < 1
+
+
 @pytest.mark.parametrize("damping", [0.0, -0.5, 1.5])
 def test_damping_outside_the_unit_interval_is_refused(damping):
     with pytest.raises(ValueError, match="damping"):
