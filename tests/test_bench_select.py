@@ -13,6 +13,7 @@ import pytest
 import eqx_agg
 import solvers
 from benchmarks.backends import select
+from benchmarks.tasks import counting
 
 from .helpers import neural_layer
 
@@ -44,7 +45,7 @@ def test_a_converged_forward_without_parameters_keeps_the_fastest_per_step(getke
 
 def test_candidates_without_a_method_run_the_layers_own(getkey):
     """Unrolled and Checkpointed at the same T are the same layer (the same gradient), so they
-    reach the goal at the same training step: within a generous `separation` the reasons say
+    reach the goal at the same training step, each in its own time per step: within a generous `separation` the reasons say
     that the probe cannot separate them. Built without `method=`, both run the layer's
     current method, its lr included; Implicit runs the layer's default to tolerance, Newton."""
     layer = neural_layer(solvers.Unrolled(4, lr=0.3))
@@ -56,16 +57,40 @@ def test_candidates_without_a_method_run_the_layers_own(getkey):
     assert [(m["backend"], m["method"]) for m in rows[:3]] == [
         ("unrolled", "Nesterov"), ("checkpointed", "Nesterov"), ("implicit", "Newton")
     ]  # fmt: skip
-    assert rows[0]["probe_loss"] == pytest.approx(rows[1]["probe_loss"], rel=1e-9)
+    assert rows[0]["cosine_to_exact"] == pytest.approx(rows[1]["cosine_to_exact"], rel=1e-9)
     assert rows[2]["time_to_goal_s"] == np.inf  # Implicit's layer did not fit this far
     assert isinstance(rec.solver, (solvers.Unrolled, solvers.Checkpointed))
     assert eqx.tree_equal(rec.solver.method, layer.solver.method)
     assert any(r.startswith("the probe cannot separate") for r in rec.reasons)
 
 
+def test_each_candidate_trains_for_the_time_the_fastest_took(getkey):
+    """Training is paid in time: a candidate 100x slower per step than the fastest trains
+    for the fastest's training time, a few steps, not for all of `train_steps`."""
+    layer = neural_layer(solvers.Unrolled(2))
+    x = jax.random.normal(getkey(), (4, 6, 3))
+    candidates = [solvers.Unrolled(300), solvers.Unrolled(2)]
+    rec = eqx_agg.recommend_backend(layer, x, candidates=candidates, repeats=1, train_steps=30)
+    slow, fast = rec.measurements[:2]
+    assert (slow["T"], fast["T"]) == (300, 2)
+    assert fast["train_steps"] == 30 and 1 <= slow["train_steps"] < 10
+    assert "that Unrolled(steps=2) [Nesterov], the fastest per step, took" in rec.reasons[1]
+
+
+def test_the_counting_model_probes_its_layer_on_encoded_digits():
+    args = select._parser().parse_args(["--model", "counting", "--quick"])
+    layer, x = select.counting_layer(args)
+    task = counting.parse_args(["--quick"])
+    assert x.shape == (task.batch_size, task.set_size, task.embed)
+    assert isinstance(layer, eqx_agg.EquilibriumAggregation)
+    assert isinstance(layer.solver, solvers.Unrolled) and layer.solver.steps == 10  # paper's T
+    assert float(jnp.std(x)) > 0  # the encoder's outputs, sets of distinct images
+
+
 @pytest.mark.slow
-def test_recommends_the_fastest_to_train(tmp_path):
-    select.main(["--quick", "--quiet", "--out", str(tmp_path)])
+@pytest.mark.parametrize("model", ["median", "counting"])
+def test_recommends_the_fastest_to_train(tmp_path, model):
+    select.main(["--model", model, "--quick", "--quiet", "--out", str(tmp_path)])
     payload = json.loads((tmp_path / "results.json").read_text())
     rec = payload["recommendation"]
     candidates = [r for r in payload["records"] if not r["candidate"].startswith("exact")]

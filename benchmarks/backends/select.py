@@ -1,4 +1,6 @@
-"""The backend recommendation for the median model: eqx_agg.recommend_backend on its layer.
+"""The backend recommendation for the median model, or the class-counting model
+(`--model counting`: the counting task's EA layer at its defaults, on one training batch of
+digit sets through its untrained encoder): eqx_agg.recommend_backend on its layer.
 
 On your own layer and data, call the library directly:
 
@@ -9,21 +11,27 @@ On your own layer and data, call the library directly:
 
 examples:
   python -m benchmarks select
+  python -m benchmarks select --model counting
   python -m benchmarks select --candidates unrolled:10 checkpointed:100 truncated:50:5 \\
       implicit phantom:1000:3 --memory-budget 50
 """
 
 import argparse
 
+import jax
+import jax.numpy as jnp
+
 import eqx_agg
 import solvers
 
-from ..shared import cli, strategies
+from ..shared import cli, strategies, training
 from ..shared.results import Results
+from ..tasks import counting
 from . import problem
 
 ABOUT = (
-    "What `eqx_agg.recommend_backend` recommends for the median model's EA layer, and the "
+    "What `eqx_agg.recommend_backend` recommends for the median (or counting) model's EA "
+    "layer, and the "
     "probes it measured: per candidate backend, the forward residual, the cosine of the probe "
     "gradient to the exact gradient of the argmin, compiled memory (MB) and time (ms), and the "
     "training probe's final loss and its training seconds to the goal."
@@ -34,6 +42,11 @@ def _parser():
     parser = cli.parser("select", __doc__)
     problem.add_problem_flags(parser)
     group = parser.add_argument_group("recommendation")
+    group.add_argument(
+        "--model", choices=["median", "counting"], default="median",
+        help="the layer probed: the median model's (the problem flags size it) or the "
+        "counting task's (digits, its defaults; --seed, --quick)",
+    )  # fmt: skip
     group.add_argument(
         "--candidates", type=candidate, nargs="+", default=None, metavar="NAME[:T[:K]]",
         help="backends to compare, each NAME (one of " + ", ".join(strategies.BACKENDS)
@@ -46,6 +59,13 @@ def _parser():
     )  # fmt: skip
     group.add_argument(
         "--memory-budget", type=cli.positive_float, default=None, help="MB (default: none)"
+    )
+    group.add_argument(
+        "--train-steps", type=cli.positive_int, default=100,
+        help="the training probe's most Adam steps per candidate",
+    )  # fmt: skip
+    group.add_argument(
+        "--train-lr", type=cli.positive_float, default=1e-3, help="the training probe's Adam rate"
     )
     group.add_argument("--repeats", type=cli.positive_int, default=3, help="timed runs")
     return parser
@@ -78,14 +98,36 @@ QUICK = dict(
 )
 
 
+def problem_layer(args: argparse.Namespace):
+    """The median model's EA layer and its batch of sets, sized by the problem flags."""
+    model, x, _ = problem.problem_from_args(args)
+    return model.pool, x
+
+
+def counting_layer(args: argparse.Namespace):
+    """The counting task's EA layer (`python -m benchmarks counting`'s defaults, seed
+    `--seed`) and its inputs on the task's first training batch: the sets' images through
+    the model's encoder."""
+    flags = ["--seed", str(args.seed)] + ["--quick"] * args.quick
+    task_args = counting.parse_args(flags)
+    train_data, _, next_batch, _ = counting.task_data(task_args)
+    model = counting.model_from_args(
+        task_args, "ea", train_data, training.backend_from_args(task_args)
+    )
+    images, _ = next_batch(0)
+    x = jax.vmap(jax.vmap(model.encoder))(jnp.asarray(images))
+    return model.pool, x
+
+
 def main(argv: list[str] | None = None) -> Results:
     """Print and write (`results/select/`) the recommendation for the median model."""
     args = problem.apply_quick(_parser(), argv, **QUICK)
-    model, x, _ = problem.problem_from_args(args)
+    layer, x = problem_layer(args) if args.model == "median" else counting_layer(args)
     results = Results("select", problem.config_of(args), args.out, ABOUT)
     rec = eqx_agg.recommend_backend(
-        model.pool, x, candidates=args.candidates, tol=args.tol,
-        memory_budget=args.memory_budget, repeats=args.repeats, seed=args.seed,
+        layer, x, candidates=args.candidates, tol=args.tol,
+        memory_budget=args.memory_budget, train_steps=args.train_steps,
+        train_lr=args.train_lr, repeats=args.repeats, seed=args.seed,
         progress=not args.quiet,
     )  # fmt: skip
     for row in rec.measurements:
@@ -101,6 +143,7 @@ def main(argv: list[str] | None = None) -> Results:
             "MB",
             "ms",
             "probe_loss",
+            "train_steps",
             "time_to_goal_s",
         ],
         extra={"recommendation": recommendation},
