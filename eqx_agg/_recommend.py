@@ -31,9 +31,9 @@ class Recommendation:
     - `name`: how the reasons and measurements name it, e.g. `"Unrolled(steps=10) [Nesterov]"`.
     - `reasons`: the measured facts the choice rests on, one sentence each.
     - `measurements`: one dict per candidate (`candidate`, `backend`, `method`, `T`, `k`, the
-      forward's `residual`, the gradient's `cosine_to_exact`, `MB`, `ms`, and from the
-      training probe `probe_loss`, `train_steps` (the steps it took) and `time_to_goal_s`),
-      then one for the exact reference.
+      forward's `residual`, the gradient's `cosine_to_exact`, a training step's `MB` and `ms`,
+      and from the training probe `probe_loss`, `train_steps` (the steps it took) and
+      `time_to_goal_s`), then one for the exact reference.
     """
 
     solver: solvers.AbstractBackend
@@ -87,12 +87,13 @@ def recommend_backend(
        outputs; its gradient w.r.t. the layer's parameters (outside the solver) and the
        inputs `x_batch` (what an encoder before the layer receives) is compared, by cosine,
        with the exact gradient of the argmin (Implicit with a dense LU solve, the layer's
-       forward to tolerance); the forward's largest residual, compiled forward+backward
-       memory and median time are recorded. A candidate whose residual is below `tol`
-       (default: the layer's method's tolerance, or 1e-3) and whose cosine is at least
-       `agreement` computes the argmin and its gradient; one that does not defines a
-       different layer, which training learns as it runs it (trained with 2 steps and
-       evaluated with 5, the median model was 100× worse).
+       forward to tolerance); the forward's largest residual, and the compiled memory and
+       median time of a training step (forward, backward w.r.t. parameters and inputs, and
+       Adam's update: what `memory_budget` compares) are recorded. A candidate whose
+       residual is below `tol` (default: the layer's method's tolerance, or 1e-3) and whose
+       cosine is at least `agreement` computes the argmin and its gradient; one that does
+       not defines a different layer, which training learns as it runs it (trained with 2
+       steps and evaluated with 5, the median model was 100× worse).
     2. **A short training run**, as the time-to-accuracy benchmark compares backends: each
        candidate within `memory_budget` (MB) trains with Adam (rate `train_lr`) on `x_batch`
        to move each set's output by one batch standard deviation in a random direction, for
@@ -109,7 +110,8 @@ def recommend_backend(
     - `layer`: an EA layer or a transport layer (an [`eqx_agg.AbstractSolvedAggregation`][]).
     - `x_batch`: `[b, n, d]`, a representative batch; `mask`: optional `[b, n]`.
     - `candidates`: backend values (default [`eqx_agg.default_candidates`][]`()`).
-    - `tol`, `agreement`, `memory_budget`: the thresholds above (`memory_budget` in MB).
+    - `tol`, `agreement`, `memory_budget`: the thresholds above (`memory_budget` in MB, of a
+      training step).
     - `train_steps`, `train_lr`, `slack`, `separation`: the training comparison above.
     - `repeats`: timed runs per probe; `seed`: of the probe functional and displacement.
     - `progress`: True to report each probe on stderr, or a function taking a message.
@@ -216,10 +218,10 @@ def _by_training_probe(
         say(f"recommend_backend: training with {name} for {train_steps} steps"
             + ("" if math.isinf(budget) else f" or {budget:.3g} s"))  # fmt: skip
         curve = compiled[name].train(displacement, train_steps, budget)
-        budget = min(budget, curve["seconds"][-1])
+        budget = curve["seconds"][-1] if name == names[0] else budget
         probes[name]["curve"] = curve
         probes[name]["probe_loss"] = curve["losses"][-1]
-        probes[name]["train_steps"] = len(curve["losses"])
+        probes[name]["train_steps"] = len(curve["losses"]) - 1
     start = probes[names[0]]["curve"]["losses"][0]
     best_name = min(names, key=lambda n: _finite(probes[n]["probe_loss"]))
     best = probes[best_name]["probe_loss"]

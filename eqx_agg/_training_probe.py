@@ -94,16 +94,18 @@ class TrainingProbe:
         """Train from the initial parameters for `steps` steps, or until they have taken
         `max_seconds` of training time (at least one step).
 
-        **Returns:** `{"losses": [...], "seconds": [...]}`: the loss before each step, and the
-        wall-clock after it, cumulative, compilation excluded.
+        **Returns:** `{"losses": [...], "seconds": [...]}`: the loss after each number of
+        steps, from none, and the training wall-clock until then (0 first), compilation
+        excluded.
         """
         target = self.output + displacement
         params, opt_state = self._params, self._opt_state
-        losses, seconds, clock = [], [], 0.0
+        losses, seconds, clock = [], [0.0], 0.0
         while len(losses) < steps and (not losses or clock < max_seconds):
             start = time.perf_counter()
             params, opt_state, value, _, _ = self._step(params, opt_state, self._x, target)
-            losses.append(float(value))  # blocks until the step is done
+            losses.append(float(value))  # the loss before this step; blocks until it is done
             clock += time.perf_counter() - start
             seconds.append(clock)
-        return {"losses": losses, "seconds": seconds}
+        *_, value, _, _ = self._step(params, opt_state, self._x, target)  # after the last
+        return {"losses": [*losses, float(value)], "seconds": seconds}

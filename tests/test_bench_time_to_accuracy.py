@@ -3,7 +3,9 @@ each seed's held-out curve against training time, and the time-to-target table."
 
 import json
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -115,3 +117,23 @@ def test_aux_variants_train_with_eq_5_at_weight_1():
     (plain, metrics), (weighted, _) = losses["implicit"], losses["implicit-aux"]
     assert metrics["aux"] > 0
     np.testing.assert_allclose(weighted - plain, (1 - 1e-4) * metrics["aux"], rtol=1e-6)
+
+
+def test_floor_variants_floor_every_potential_and_keep_its_parameters():
+    """`checkpointed-floor` trains the median task's model with `R(y) = (c + softplus(λ))
+    ||y||²`, `c` from `--min-regularisation`: the same strength at the start, never below
+    `c` however training moves `λ`, the same network."""
+    args = time_to_accuracy._parser().parse_args(
+        ["--variants", "checkpointed-floor", "--min-regularisation", "0.03"]
+    )
+    vars(args).update(time_to_accuracy.QUICK, inner_steps=5)
+    [variant] = [v for v in time_to_accuracy.variants(args) if v["variant"] == "checkpointed-floor"]
+    run = TASKS["median"].build(args, 1, variant["backend"], 0)
+    plain = run.model.pool.energy
+    floored = variant["edit"](args, run.model).pool.energy
+    assert (plain.min_regularisation, floored.min_regularisation) == (0.0, 0.03)
+    y = jnp.array([2.0])
+    np.testing.assert_allclose(floored.regulariser(y), plain.regulariser(y), rtol=1e-6)
+    collapsed = eqx.tree_at(lambda e: e.raw_regularisation, floored, jnp.array(-60.0))
+    np.testing.assert_allclose(collapsed.regulariser(y), 0.03 * 4.0, rtol=1e-6)
+    assert eqx.tree_equal(plain.net, floored.net)

@@ -100,6 +100,9 @@ def test_out_of_range_segment_ids_raise(pool):
         lambda: eqx_agg.energies.Max(smoothing=-1.0),
         lambda: eqx_agg.energies.Median(relative_smoothing=1.5),
         lambda: eqx_agg.energies.Neural(2, 2, regularisation=0.0, key=jax.random.key(0)),
+        lambda: eqx_agg.energies.Neural(2, 2, min_regularisation=-0.1, key=jax.random.key(0)),
+        lambda: eqx_agg.energies.Neural(2, 2, key=jax.random.key(0)).with_min_regularisation(-1),
+        lambda: eqx_agg.energies.Neural(2, 2, key=jax.random.key(0)).with_min_regularisation(0.2),
     ],
 )
 def test_bad_hyperparameters_raise(make):

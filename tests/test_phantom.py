@@ -42,21 +42,22 @@ def test_more_damped_steps_approach_the_implicit_gradient():
 
 def test_newton_beyond_dense_size_differentiates():
     """A 40-wide aggregate is past Newton's `dense_size` (32): its steps are CG steps on
-    Hessian-vector products, and one of them from the solution is the implicit gradient,
-    up to CG's tolerance (1e-3), when CG may run to it (it raised "Linearization failed"
-    before)."""
+    Hessian-vector products, and one of them from the solution approximates the implicit
+    gradient as well as its CG iterations approximate `H⁻¹`: to CG's tolerance (1e-3) when
+    they may reach it, roughly with the default three (it raised "Linearization failed"
+    before). Each is compared with Implicit on the same forward (the same stationary point)."""
     x = random_set(2, 9, 3)
     energy = eqx_agg.energies.Neural(3, 40, widths=(16, 8), key=jax.random.PRNGKey(0))
 
-    def gradient(solver):
-        layer = eqx_agg.EquilibriumAggregation(energy, solver)
-        return jax.grad(lambda x: jnp.sum(jnp.sin(layer(x))))(x)
+    def error(method):
+        gradients = []
+        for solver in (solvers.Phantom(method=method), solvers.Implicit(method=method)):
+            layer = eqx_agg.EquilibriumAggregation(energy, solver)
+            gradients.append(jax.grad(lambda x, layer=layer: jnp.sum(jnp.sin(layer(x))))(x))
+        return relative_error(*gradients)
 
-    implicit = gradient(solvers.Implicit())
-    exact_steps = solvers.Newton(cg_steps=80)
-    assert relative_error(gradient(solvers.Phantom(method=exact_steps)), implicit) < 1e-4
-    default = gradient(solvers.Phantom())  # three CG iterations per step: an approximation
-    assert np.all(np.isfinite(default)) and 0 < relative_error(default, implicit) < 1
+    converged, default = error(solvers.Newton(cg_steps=80)), error(solvers.Newton())
+    assert converged < 1e-2 and 10 * converged < default < 1
 
 
 @pytest.mark.parametrize("damping", [0.0, -0.5, 1.5])

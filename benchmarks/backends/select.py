@@ -107,7 +107,9 @@ def problem_layer(args: argparse.Namespace):
 def counting_layer(args: argparse.Namespace):
     """The counting task's EA layer (`python -m benchmarks counting`'s defaults, seed
     `--seed`) and its inputs on the task's first training batch: the sets' images through
-    the model's encoder."""
+    the model's encoder. Sets the size flags of `args` to the layer's and the batch's."""
+    if args.dtype != "float32":
+        raise ValueError("--model counting probes the counting task in float32: drop --dtype")
     flags = ["--seed", str(args.seed)] + ["--quick"] * args.quick
     task_args = counting.parse_args(flags)
     train_data, _, next_batch, _ = counting.task_data(task_args)
@@ -116,6 +118,9 @@ def counting_layer(args: argparse.Namespace):
     )
     images, _ = next_batch(0)
     x = jax.vmap(jax.vmap(model.encoder))(jnp.asarray(images))
+    args.batch, args.set_size, args.in_size = x.shape  # recorded as the probed sizes
+    args.out_size, args.widths = model.pool.energy.out_size, task_args.potential
+    args.size = args.readout = args.regularisation = None  # the median model's only
     return model.pool, x
 
 

@@ -112,6 +112,11 @@ def _parser() -> argparse.ArgumentParser:
         help="the forward's cap under Implicit and Phantom (they stop at the tolerance)",
     )  # fmt: skip
     group.add_argument(
+        "--min-regularisation", type=cli.positive_float, default=0.05,
+        help="the -floor variants' floor under the potential's regulariser strength "
+        "c + softplus(λ) (it starts at 0.1 in every task)",
+    )  # fmt: skip
+    group.add_argument(
         "--train-inner-steps", type=cli.positive_int, nargs="*", default=[2],
         help="Unrolled trained with these T (< --inner-steps; none: the flag alone), "
         "evaluated with --inner-steps",
@@ -122,12 +127,14 @@ def _parser() -> argparse.ArgumentParser:
 @dataclasses.dataclass(frozen=True)
 class Variant:
     """A strategy the benchmark trains: its backend from the parsed flags (T: the task's
-    `--inner-steps`), what it is, and the weight of eq. 5's auxiliary loss in its training
-    loss (None: the task's own: median 1e-4, counting 1e-4, molecules 1)."""
+    `--inner-steps`), what it is, the weight of eq. 5's auxiliary loss in its training
+    loss (None: the task's own: median 1e-4, counting 1e-4, molecules 1), and `edit`, a
+    change to the built model before training (flags, model -> model)."""
 
     backend: Callable[[argparse.Namespace], solvers.AbstractBackend]
     about: str
     aux_weight: float | None = None
+    edit: Callable[[argparse.Namespace, Any], Any] | None = None
 
 
 def _truncated(a: argparse.Namespace) -> solvers.AbstractBackend:
@@ -138,6 +145,24 @@ def _truncated(a: argparse.Namespace) -> solvers.AbstractBackend:
 def _implicit(a: argparse.Namespace) -> solvers.AbstractBackend:
     """Implicit with the layer's forward, capped at --implicit-steps."""
     return solvers.Implicit(a.implicit_steps)
+
+
+def _floored(a: argparse.Namespace, model):
+    """Every `Neural` potential of `model` with the floor `--min-regularisation` under its
+    regulariser's strength, the strength itself unchanged at the start."""
+
+    def potentials(m):
+        leaves = jax.tree_util.tree_leaves(m, is_leaf=_is_neural)
+        return [leaf for leaf in leaves if _is_neural(leaf)]
+
+    if not potentials(model):
+        raise ValueError("the -floor variants need a model with a Neural potential")
+    floor = a.min_regularisation
+    return eqx.tree_at(potentials, model, replace_fn=lambda e: e.with_min_regularisation(floor))
+
+
+def _is_neural(node) -> bool:
+    return isinstance(node, eqx_agg.energies.Neural)
 
 
 VARIANTS = {
@@ -170,6 +195,16 @@ VARIANTS = {
         "Implicit, trained with eq. 5's auxiliary loss at weight 1 (keeps the energy solvable)",
         aux_weight=1.0,
     ),
+    "checkpointed-floor": Variant(
+        lambda a: solvers.Checkpointed(a.inner_steps),
+        "Checkpointed(T), the potential's regulariser floored at --min-regularisation",
+        edit=_floored,
+    ),
+    "implicit-floor": Variant(
+        _implicit,
+        "Implicit, the potential's regulariser floored at --min-regularisation",
+        edit=_floored,
+    ),
     "truncated-aux": Variant(
         _truncated,
         "Truncated(T, --truncate-k), trained with eq. 5's auxiliary loss at weight 1",
@@ -188,17 +223,18 @@ def variants(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The trained configurations: Unrolled(T) first (the reference), the other variants,
     then Unrolled trained with each `T_train < T` and evaluated with T. `T_eval` is the
     evaluation's inner steps (None: as trained), `aux_weight` eq. 5's weight (None: the
-    task's). Every backend reports (not raises) an inner solve that fails."""
+    task's), `edit` the variant's change to the model (or None). Every backend reports (not
+    raises) an inner solve that fails."""
     T = args.inner_steps
     names = ["unrolled"] + [name for name in args.variants if name != "unrolled"]
     quiet = {n: dataclasses.replace(VARIANTS[n].backend(args), throw=False) for n in names}
-    out = [dict(variant=n, backend=quiet[n], T_eval=None, aux_weight=VARIANTS[n].aux_weight)
-           for n in names]  # fmt: skip
+    out = [dict(variant=n, backend=quiet[n], T_eval=None, aux_weight=VARIANTS[n].aux_weight,
+                edit=VARIANTS[n].edit) for n in names]  # fmt: skip
     for steps in args.train_inner_steps:
         if steps < T:
             short = solvers.Unrolled(steps, throw=False)
             out.append(dict(variant=f"unrolled T={steps}→{T}", backend=short, T_eval=T,
-                            aux_weight=None))  # fmt: skip
+                            aux_weight=None, edit=None))  # fmt: skip
     return out
 
 
@@ -218,6 +254,8 @@ def main(argv: list[str] | None = None) -> Results:
     extras: dict[tuple[Any, str], dict[str, Any]] = {}
     for setting, variant, seed in progress(runs, "time-to-accuracy", quiet=args.quiet):
         run = task.build(args, setting, variant["backend"], seed, variant["aux_weight"])
+        if variant["edit"] is not None:
+            run.model = variant["edit"](args, run.model)
         config = _config(args, variant, seed)
         trained, history = training.train(
             run.model, run.loss_fn, run.next_batch, config, run.evaluate
