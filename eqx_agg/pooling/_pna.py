@@ -1,7 +1,6 @@
 """Principal Neighbourhood Aggregation (Corso et al., 2020) as a set pooling."""
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
@@ -18,7 +17,8 @@ class PNA(AbstractPooling):
     """Principal Neighbourhood Aggregation: four aggregators times three degree scalers
     (Corso et al., 2020, eq. 8).
 
-    Aggregators: mean, max, min and standard deviation `√(relu(E[x²] − E[x]²) + ε)`.
+    Aggregators: mean, max, min and standard deviation `√(E[(x − E[x])²] + ε)` (PyG's
+    `√(relu(E[x²] − E[x]²) + ε)`, computed without its cancellation).
     Scalers of a set of `n` elements: identity, amplification `log(n+1)/δ` and attenuation
     `δ/log(n+1)`, where `δ` is the average `log(n+1)` over the training sets. The output
     concatenates one block per (scaler, aggregator), scalers outermost: `[n, d] → [12 d]`.
@@ -53,8 +53,11 @@ class PNA(AbstractPooling):
         x = jnp.where(mask[:, None], x, 0)  # else x² of a NaN or inf masked row: NaN gradient
         counts = segment_counts(segment_ids, num_segments, mask, x.dtype)
         mean = segment_masked_mean(x, segment_ids, num_segments, mask)
-        square = segment_masked_mean(x**2, segment_ids, num_segments, mask)
-        std = jnp.sqrt(jax.nn.relu(square - mean**2) + self.eps)
+        # E[(x - E[x])²], not E[x²] - E[x]²: that cancels to rounding noise for a set of equal
+        # values, which the sqrt near ε amplifies (padding then changed the output by 1e-10)
+        centered = jnp.where(mask[:, None], x - mean[segment_ids], 0)
+        variance = segment_masked_mean(centered**2, segment_ids, num_segments, mask)
+        std = jnp.sqrt(variance + self.eps)
         top = segment_masked_max(x, segment_ids, num_segments, mask)
         bottom = segment_masked_min(x, segment_ids, num_segments, mask)
         aggregates = jnp.concatenate([mean, top, bottom, std], axis=-1)
