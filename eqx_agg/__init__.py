@@ -5,6 +5,7 @@ from . import pooling as pooling
 from ._abstract import AbstractAggregation as AbstractAggregation
 from ._abstract import AbstractSolvedAggregation as AbstractSolvedAggregation
 from ._aggregation import EquilibriumAggregation as EquilibriumAggregation
+from ._contraction_penalty import contraction_penalty as contraction_penalty
 from ._factory import POOLINGS as POOLINGS
 from ._factory import make_pooling as make_pooling
 from ._inner_steps import with_inner_steps as with_inner_steps

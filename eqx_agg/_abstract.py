@@ -25,7 +25,8 @@ class AbstractAggregation(eqx.Module):
 
     Every aggregation returns its value and an auxiliary loss per set, so a model treats
     them alike: EA's auxiliary loss is eq. 5 (the mean squared optimality residual over the
-    inner steps), the transport layers' the same for their marginal conditions, and a
+    inner steps; plus its contraction penalty, if it has a `contraction_weight`), the
+    transport layers' the same for their marginal conditions, and a
     closed-form pooling's zero. Add `aux_weight · aux` to the task loss to encourage
     convergence.
 

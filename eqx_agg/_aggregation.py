@@ -8,6 +8,7 @@ from jaxtyping import ArrayLike, Bool, Float, Int
 import solvers
 
 from ._abstract import AbstractSolvedAggregation, bind_solver
+from ._contraction_penalty import contraction_penalty
 from .energies import AbstractEnergy
 
 
@@ -35,12 +36,27 @@ class EquilibriumAggregation(AbstractSolvedAggregation):
     `jax.vmap(layer)`; many sets stored together (graph readout) is `layer.segments`. As
     every [`eqx_agg.AbstractAggregation`][], `layer.aggregate(x, mask)` also returns the
     auxiliary loss of eq. 5.
+
+    `contraction_weight = w > 0` adds `w ×` [`eqx_agg.contraction_penalty`][] at the
+    solver's `y` (before the readout) to that auxiliary loss and to `stats.aux_loss`: a
+    Jacobian regulariser that trains the energy so that the forward's gradient steps
+    contract, i.e. so that a few steps solve it. It acts only through the auxiliary loss
+    you add to your loss (`layer(x)` drops it), so its weight in the loss is your
+    `aux_weight × w`. It needs a forward with a step size `lr` (Nesterov, Anderson) and no
+    `clip`; `with_contraction_weight(w)` changes it on a built layer.
     """
 
     energy: AbstractEnergy
     solver: solvers.AbstractBackend
+    contraction_weight: float = eqx.field(static=True)
 
-    def __init__(self, energy: AbstractEnergy, solver: solvers.AbstractBackend | None = None):
+    def __init__(
+        self,
+        energy: AbstractEnergy,
+        solver: solvers.AbstractBackend | None = None,
+        *,
+        contraction_weight: float = 0.0,
+    ):
         if not isinstance(energy, AbstractEnergy):
             raise TypeError(
                 f"energy must be an eqx_agg.energies.AbstractEnergy (e.g. energies.Mean() or "
@@ -61,11 +77,22 @@ class EquilibriumAggregation(AbstractSolvedAggregation):
                 f"of y), which this solver's method ({method}) or linear solver needs: use "
                 f"solvers.Newton or Nesterov, and linear_solver='cg'"
             )
+        _check_contraction(contraction_weight, solver)
         self.energy = energy
         self.solver = solver
+        self.contraction_weight = float(contraction_weight)
 
     def default_method(self, to_tolerance: bool) -> solvers.AbstractMethod:
         return self.energy.default_method(to_tolerance)
+
+    def with_contraction_weight(self, weight: float) -> "EquilibriumAggregation":
+        """This layer (every parameter shared) with the contraction penalty at `weight`."""
+        return EquilibriumAggregation(self.energy, self.solver, contraction_weight=weight)
+
+    def with_solver(self, solver: solvers.AbstractBackend) -> "EquilibriumAggregation":
+        new = super().with_solver(solver)
+        _check_contraction(new.contraction_weight, new.solver)
+        return new
 
     def output_size(self, in_size: int) -> int:
         m = self.energy.aggregate_size(in_size)
@@ -89,9 +116,31 @@ class EquilibriumAggregation(AbstractSolvedAggregation):
         elements = self.energy.prepare(x, segment_ids, num_segments, mask)
         bounds = self.energy.bounds(x, segment_ids, num_segments, mask)
         args = (self.energy, elements, segment_ids, mask)
-        sol = self.bound_solver().solve(_energies, y0, args, bounds)
+        solver = self.bound_solver()
+        sol = solver.solve(_energies, y0, args, bounds)
+        stats = sol.stats
+        if self.contraction_weight > 0:
+            _check_contraction(self.contraction_weight, solver)  # a solver set by tree_at
+            penalty = contraction_penalty(_energies, sol.value, args, solver.method.lr)
+            aux_loss = stats.aux_loss + self.contraction_weight * penalty
+            stats = eqx.tree_at(lambda s: s.aux_loss, stats, aux_loss)
         value = jax.vmap(self.energy.readout)(sol.value)
-        return solvers.Solution(value=value, stats=sol.stats)
+        return solvers.Solution(value=value, stats=stats)
+
+
+def _check_contraction(weight: float, solver: solvers.AbstractBackend) -> None:
+    if not weight >= 0:
+        raise ValueError(f"contraction_weight must be >= 0, got {weight}")
+    method = solver.method
+    if weight == 0 or method is None or (hasattr(method, "lr") and not method.constrained):
+        return
+    why = "is projected (clip)" if hasattr(method, "lr") else "takes no gradient steps"
+    raise ValueError(
+        f"the contraction penalty (contraction_weight={weight}) measures the forward's "
+        f"gradient steps, and {type(method).__name__} {why}: use a solvers.Nesterov or "
+        f"Anderson forward without clip (Unrolled, Checkpointed, Truncated, or method=...), "
+        f"or drop the penalty with layer.with_contraction_weight(0.0)"
+    )
 
 
 def _energies(y, args):

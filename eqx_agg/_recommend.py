@@ -13,6 +13,7 @@ from jaxtyping import Array, Bool, Float
 import solvers
 
 from ._abstract import AbstractSolvedAggregation
+from ._aggregation import EquilibriumAggregation
 from ._training_probe import TrainingProbe, probe_displacement
 
 MIN_PROGRESS = 0.05
@@ -110,6 +111,8 @@ def recommend_backend(
     **Arguments:**
 
     - `layer`: an EA layer or a transport layer (an [`eqx_agg.AbstractSolvedAggregation`][]).
+      An EA layer's contraction penalty is left out: the probes train the aggregate, not
+      the auxiliary loss.
     - `x_batch`: `[b, n, d]`, a representative batch; `mask`: optional `[b, n]`.
     - `candidates`: backend values (default [`eqx_agg.default_candidates`][]`()`).
     - `tol`, `agreement`, `memory_budget`: the thresholds above (`memory_budget` in MB, of a
@@ -133,6 +136,8 @@ def recommend_backend(
                 "candidates must be solvers backends (e.g. solvers.Unrolled(10)), "
                 f"got {candidate!r}"
             )
+    if isinstance(layer, EquilibriumAggregation):
+        layer = layer.with_contraction_weight(0.0)  # any candidate's forward will do
     say = _reporter(progress)
     bound = {}
     for i, candidate in enumerate(candidates):

@@ -10,7 +10,8 @@ class Stats(eqx.Module):
     - `grad_max_norm`: `max_d |∂E/∂y_d|` at the returned `y` (paper Fig. 5), shape `[b]`.
     - `aux_loss`: eq. 5, the mean over steps of `||∇_y E||²` at the points the method
       evaluated (Nesterov's look-ahead points, as Listing 2 does), shape `[b]`.
-      Differentiable only through the steps the backend keeps a tape for.
+      Differentiable only through the steps the backend keeps a tape for. An EA layer with
+      a `contraction_weight` adds its contraction penalty here.
     - `energy`: `E(X, y)` at the returned `y`, shape `[b]`.
     - `num_steps`: steps that moved the set (a set stops once it meets the method's
       tolerance, or diverges), `[b]`.

@@ -137,3 +137,27 @@ def test_floor_variants_floor_every_potential_and_keep_its_parameters():
     collapsed = eqx.tree_at(lambda e: e.raw_regularisation, floored, jnp.array(-60.0))
     np.testing.assert_allclose(collapsed.regulariser(y), 0.03 * 4.0, rtol=1e-6)
     assert eqx.tree_equal(plain.net, floored.net)
+
+
+def test_contraction_variant_weighs_the_penalty_in_every_ea_layer_and_keeps_its_parameters():
+    """`checkpointed-contraction` trains the median task's model with the contraction
+    penalty at `--contraction-weight` in its EA layer's auxiliary loss: the same parameters,
+    a training loss that grows with the weight."""
+    args = time_to_accuracy._parser().parse_args(
+        ["--variants", "checkpointed-contraction", "--contraction-weight", "50"]
+    )
+    vars(args).update(time_to_accuracy.QUICK, inner_steps=5)
+    [variant] = [
+        v for v in time_to_accuracy.variants(args) if v["variant"] == "checkpointed-contraction"
+    ]
+    run = TASKS["median"].build(args, 1, variant["backend"], 0)
+    edited = variant["edit"](args, run.model)
+    assert (run.model.pool.contraction_weight, edited.pool.contraction_weight) == (0.0, 50.0)
+    leaves = [jax.tree_util.tree_leaves(eqx.filter(m, eqx.is_array)) for m in (run.model, edited)]
+    assert all(a is b for a, b in zip(*leaves, strict=True))
+    batch, key = run.next_batch(0), jax.random.PRNGKey(0)
+    (plain, _), (weighted, _) = run.loss_fn(run.model, batch, key), run.loss_fn(edited, batch, key)
+    args.contraction_weight = 100.0
+    (doubled, _) = run.loss_fn(variant["edit"](args, run.model), batch, key)
+    assert weighted > plain
+    np.testing.assert_allclose(doubled - plain, 2 * (weighted - plain), rtol=1e-6)

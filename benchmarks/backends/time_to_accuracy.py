@@ -117,6 +117,12 @@ def _parser() -> argparse.ArgumentParser:
         "c + softplus(λ) (it starts at 0.1 in every task)",
     )  # fmt: skip
     group.add_argument(
+        "--contraction-weight", type=cli.positive_float, default=1e4,
+        help="the -contraction variants' weight of the contraction penalty in the EA "
+        "layers' auxiliary loss, which the task weighs (1e-4 on median and counting: 1e4 "
+        "puts it at 1 in the loss; the molecule readout's is 1: pass 1 there)",
+    )  # fmt: skip
+    group.add_argument(
         "--train-inner-steps", type=cli.positive_int, nargs="*", default=[2],
         help="Unrolled trained with these T (< --inner-steps; none: the flag alone), "
         "evaluated with --inner-steps",
@@ -150,19 +156,34 @@ def _implicit(a: argparse.Namespace) -> solvers.AbstractBackend:
 def _floored(a: argparse.Namespace, model):
     """Every `Neural` potential of `model` with the floor `--min-regularisation` under its
     regulariser's strength, the strength itself unchanged at the start."""
-
-    def potentials(m):
-        leaves = jax.tree_util.tree_leaves(m, is_leaf=_is_neural)
-        return [leaf for leaf in leaves if _is_neural(leaf)]
-
-    if not potentials(model):
-        raise ValueError("the -floor variants need a model with a Neural potential")
     floor = a.min_regularisation
-    return eqx.tree_at(potentials, model, replace_fn=lambda e: e.with_min_regularisation(floor))
+    return _replace_each(
+        model, eqx_agg.energies.Neural, lambda e: e.with_min_regularisation(floor), "-floor"
+    )
 
 
-def _is_neural(node) -> bool:
-    return isinstance(node, eqx_agg.energies.Neural)
+def _contracting(a: argparse.Namespace, model):
+    """Every EA layer of `model` with the contraction penalty at `--contraction-weight` in
+    its auxiliary loss."""
+    weight = a.contraction_weight
+    return _replace_each(
+        model,
+        eqx_agg.EquilibriumAggregation,
+        lambda layer: layer.with_contraction_weight(weight),
+        "-contraction",
+    )
+
+
+def _replace_each(model, kind: type, replace: Callable[[Any], Any], variant: str):
+    """`model` with every node of type `kind` replaced by `replace(node)`."""
+
+    def nodes(m):
+        leaves = jax.tree_util.tree_leaves(m, is_leaf=lambda node: isinstance(node, kind))
+        return [leaf for leaf in leaves if isinstance(leaf, kind)]
+
+    if not nodes(model):
+        raise ValueError(f"the {variant} variants need a model with {kind.__name__} nodes")
+    return eqx.tree_at(nodes, model, replace_fn=replace)
 
 
 VARIANTS = {
@@ -204,6 +225,12 @@ VARIANTS = {
         _implicit,
         "Implicit, the potential's regulariser floored at --min-regularisation",
         edit=_floored,
+    ),
+    "checkpointed-contraction": Variant(
+        lambda a: solvers.Checkpointed(a.inner_steps),
+        "Checkpointed(T), trained with the contraction penalty (a Jacobian regulariser) at "
+        "--contraction-weight",
+        edit=_contracting,
     ),
     "truncated-aux": Variant(
         _truncated,
