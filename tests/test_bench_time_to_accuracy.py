@@ -28,6 +28,7 @@ def test_quick_run_compares_backends_against_unrolled(tmp_path):
     for row in rows:
         assert np.isfinite(row["metric"]) and row["steps_per_s"] > 0 and row["total_MB"] > 0
         assert row["residual"] >= 0 and 0 <= row["converged"] <= 1
+        assert 0 <= row["converged_in_training"] <= 1
         reached, seeds = map(int, row["reached"].split("/"))
         # the median over seeds, a seed that never reaches the target being infinitely slow
         assert (row["time_to_target_s"] is None) == (reached < seeds // 2 + 1)
@@ -37,6 +38,9 @@ def test_quick_run_compares_backends_against_unrolled(tmp_path):
             assert [r["step"] for r in run] == [0, 5, 10, 15, 20]
             seconds = [r["train_seconds"] for r in run]
             assert seconds[0] == 0 and np.all(np.diff(seconds) > 0)
+    # Newton to its tolerance finds the argmin of every held-out set at every evaluation;
+    # Unrolled's 5 steps do not meet the paper's gtol on all of them
+    assert rows[1]["converged_in_training"] == 1.0 > reference["converged_in_training"]
     # the seeds train differently
     first = payload["curves"]["1/unrolled"]
     assert first[0][-1]["mse"] != first[1][-1]["mse"] and payload["metric"] == "mse"
@@ -161,3 +165,26 @@ def test_contraction_variant_weighs_the_penalty_in_every_ea_layer_and_keeps_its_
     (doubled, _) = run.loss_fn(variant["edit"](args, run.model), batch, key)
     assert weighted > plain
     np.testing.assert_allclose(doubled - plain, 2 * (weighted - plain), rtol=1e-6)
+
+
+def test_short_variants_train_each_named_variant_with_fewer_steps_and_evaluate_with_T():
+    """`--short-variants checkpointed-contraction --train-inner-steps 2`: the paper's E.2
+    protocol applied to that variant, its penalty included; a variant without inner steps
+    (solved to a tolerance) cannot be shortened."""
+    args = time_to_accuracy._parser().parse_args(
+        ["--variants", "unrolled", "--train-inner-steps", "2", "7",
+         "--short-variants", "unrolled", "checkpointed-contraction"]
+    )  # fmt: skip
+    vars(args).update(inner_steps=5)
+    rows = {v["variant"]: v for v in time_to_accuracy.variants(args)}
+    assert list(rows) == ["unrolled", "unrolled T=2→5", "checkpointed-contraction T=2→5"]
+    short = rows["checkpointed-contraction T=2→5"]
+    assert type(short["backend"]).__name__ == "Checkpointed" and short["backend"].steps == 2
+    assert short["T_eval"] == 5 and short["edit"] is time_to_accuracy._contracting
+    assert not short["backend"].throw and rows["unrolled T=2→5"]["backend"].steps == 2
+
+
+def test_a_variant_solved_to_tolerance_cannot_be_shortened(capsys):
+    with pytest.raises(SystemExit):
+        time_to_accuracy._parser().parse_args(["--short-variants", "implicit"])
+    assert "--short-variants: invalid choice: 'implicit'" in capsys.readouterr().err

@@ -11,13 +11,15 @@ backend's time-to-accuracy is the training time at its first evaluation that mee
 target, the median over the seeds, a seed that never gets there counting as infinitely slow
 (so a backend reaching it in fewer than half the seeds has none). The goal: some variant
 reaches it within half of Unrolled's time on at least 4 in 5 of its seeds.
-`--train-inner-steps` adds the paper's E.2 variant: Unrolled trained with fewer inner steps
-and evaluated with T.
+`--train-inner-steps` adds the paper's E.2 variant: Unrolled (or each of `--short-variants`)
+trained with fewer inner steps and evaluated with T.
 
 examples:
   python -m benchmarks time-to-accuracy
   python -m benchmarks time-to-accuracy --dims 1 --seeds 0 1 2 --steps 2000
   python -m benchmarks time-to-accuracy --inner-steps 10 --train-inner-steps 2 5
+  python -m benchmarks time-to-accuracy --dims 1 --variants unrolled --train-inner-steps 2 \\
+      --short-variants checkpointed-contraction
   python -m benchmarks time-to-accuracy --task molecules --convs gcn gin --steps 600
   python -m benchmarks time-to-accuracy --task counting --steps 1500 --eval-every 100
 """
@@ -56,7 +58,9 @@ ABOUT = (
     "`total_MB` the compiled memory of one training step, `residual` the median "
     "inner residual max|∇_y E| of the trained model on held-out sets (at the evaluation T), "
     "`converged` the fraction of those sets whose forward met its tolerance (Unrolled's: "
-    "the paper's gtol 1e-3 within T steps)."
+    "the paper's gtol 1e-3 within T steps), `converged_in_training` that fraction at every "
+    "evaluation after step 0, averaged over evaluations and seeds (how often the forward "
+    "the backend differentiated was an argmin while the model trained)."
 )
 
 
@@ -124,8 +128,13 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     group.add_argument(
         "--train-inner-steps", type=cli.positive_int, nargs="*", default=[2],
-        help="Unrolled trained with these T (< --inner-steps; none: the flag alone), "
-        "evaluated with --inner-steps",
+        help="Unrolled (or each of --short-variants) trained with these T (< --inner-steps; "
+        "none: the flag alone), evaluated with --inner-steps",
+    )  # fmt: skip
+    group.add_argument(
+        "--short-variants", nargs="+", choices=[n for n, v in VARIANTS.items() if v.has_T],
+        default=["unrolled"],
+        help="the variants trained with each --train-inner-steps (those with inner steps T)",
     )  # fmt: skip
     return parser
 
@@ -135,12 +144,14 @@ class Variant:
     """A strategy the benchmark trains: its backend from the parsed flags (T: the task's
     `--inner-steps`), what it is, the weight of eq. 5's auxiliary loss in its training
     loss (None: the task's own: median 1e-4, counting 1e-4, molecules 1), and `edit`, a
-    change to the built model before training (flags, model -> model)."""
+    change to the built model before training (flags, model -> model). `has_T`: its
+    backend runs `--inner-steps` steps (not to a tolerance), so it can train with fewer."""
 
     backend: Callable[[argparse.Namespace], solvers.AbstractBackend]
     about: str
     aux_weight: float | None = None
     edit: Callable[[argparse.Namespace, Any], Any] | None = None
+    has_T: bool = True
 
 
 def _truncated(a: argparse.Namespace) -> solvers.AbstractBackend:
@@ -194,27 +205,32 @@ VARIANTS = {
         lambda a: solvers.Checkpointed(a.inner_steps), "Checkpointed(T): Unrolled's gradient"
     ),
     "truncated": Variant(_truncated, "Truncated(T, --truncate-k)"),
-    "implicit": Variant(_implicit, "Implicit with the layer's Newton forward"),
+    "implicit": Variant(_implicit, "Implicit with the layer's Newton forward", has_T=False),
     "implicit-nesterov": Variant(
         lambda a: solvers.Implicit(a.implicit_steps, lr=0.125),
         "Implicit with a restarted Nesterov forward",
+        has_T=False,
     ),
     "implicit-anderson": Variant(
         lambda a: solvers.Implicit(a.implicit_steps, method=solvers.Anderson()),
         "Implicit with an Anderson forward",
+        has_T=False,
     ),
     "phantom": Variant(
         lambda a: solvers.Phantom(a.implicit_steps),
         "Newton forward, one undamped Newton step differentiated",
+        has_T=False,
     ),
     "phantom-nesterov": Variant(
         lambda a: solvers.Phantom(a.implicit_steps, 5, 0.5, lr=0.125),
         "Nesterov forward, 5 steps damped by 0.5 differentiated",
+        has_T=False,
     ),
     "implicit-aux": Variant(
         _implicit,
         "Implicit, trained with eq. 5's auxiliary loss at weight 1 (keeps the energy solvable)",
         aux_weight=1.0,
+        has_T=False,
     ),
     "checkpointed-floor": Variant(
         lambda a: solvers.Checkpointed(a.inner_steps),
@@ -225,6 +241,7 @@ VARIANTS = {
         _implicit,
         "Implicit, the potential's regulariser floored at --min-regularisation",
         edit=_floored,
+        has_T=False,
     ),
     "checkpointed-contraction": Variant(
         lambda a: solvers.Checkpointed(a.inner_steps),
@@ -248,20 +265,23 @@ QUICK = dict(dims=[1], seeds=[0, 1], width=16, batch_size=8, set_size=20, eval_s
 
 def variants(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The trained configurations: Unrolled(T) first (the reference), the other variants,
-    then Unrolled trained with each `T_train < T` and evaluated with T. `T_eval` is the
-    evaluation's inner steps (None: as trained), `aux_weight` eq. 5's weight (None: the
-    task's), `edit` the variant's change to the model (or None). Every backend reports (not
-    raises) an inner solve that fails."""
+    then each of `--short-variants` (Unrolled by default) trained with each `T_train < T`
+    and evaluated with T. `T_eval` is the evaluation's inner steps (None: as trained),
+    `aux_weight` eq. 5's weight (None: the task's), `edit` the variant's change to the model
+    (or None). Every backend reports (not raises) an inner solve that fails."""
     T = args.inner_steps
     names = ["unrolled"] + [name for name in args.variants if name != "unrolled"]
     quiet = {n: dataclasses.replace(VARIANTS[n].backend(args), throw=False) for n in names}
     out = [dict(variant=n, backend=quiet[n], T_eval=None, aux_weight=VARIANTS[n].aux_weight,
                 edit=VARIANTS[n].edit) for n in names]  # fmt: skip
-    for steps in args.train_inner_steps:
-        if steps < T:
-            short = solvers.Unrolled(steps, throw=False)
-            out.append(dict(variant=f"unrolled T={steps}→{T}", backend=short, T_eval=T,
-                            aux_weight=None, edit=None))  # fmt: skip
+    for name in args.short_variants:
+        for steps in args.train_inner_steps:
+            if steps < T:
+                short = argparse.Namespace(**{**vars(args), "inner_steps": steps})
+                v = VARIANTS[name]
+                backend = dataclasses.replace(v.backend(short), throw=False)
+                out.append(dict(variant=f"{name} T={steps}→{T}", backend=backend, T_eval=T,
+                                aux_weight=v.aux_weight, edit=v.edit))  # fmt: skip
     return out
 
 
@@ -284,9 +304,8 @@ def main(argv: list[str] | None = None) -> Results:
         if variant["edit"] is not None:
             run.model = variant["edit"](args, run.model)
         config = _config(args, variant, seed)
-        trained, history = training.train(
-            run.model, run.loss_fn, run.next_batch, config, run.evaluate
-        )
+        evaluate = run.evaluate if run.residual is None else _with_residual(run)
+        trained, history = training.train(run.model, run.loss_fn, run.next_batch, config, evaluate)
         curves.setdefault((setting, variant["variant"]), []).append(
             [{**r, "metric": r[task.metric]} for r in history["eval"]]
         )
@@ -307,11 +326,18 @@ def main(argv: list[str] | None = None) -> Results:
     results.write(
         ["setting", "variant", "metric", "metric_std", "target", "target_interval", "reached",
          "time_to_target_s", "vs_unrolled", "seeds_within_half", "steps_to_target",
-         "steady_vs_unrolled", "steps_per_s", "total_MB", "residual", "converged"],
+         "steady_vs_unrolled", "steps_per_s", "total_MB", "residual", "converged",
+         "converged_in_training"],
         extra={"targets": targets, "metric": task.metric,
                "curves": {f"{s}/{v}": c for (s, v), c in curves.items()}},
     )  # fmt: skip
     return results
+
+
+def _with_residual(run) -> Callable[[Any, int], dict[str, float]]:
+    """The run's evaluation, plus the model's held-out inner residual and the fraction of
+    held-out sets whose forward converged, at that point of training."""
+    return lambda model, step: {**run.evaluate(model, step), **run.residual(model)}
 
 
 def step_megabytes(model, loss_fn, batch) -> float:
@@ -370,8 +396,16 @@ def _summarise(results: Results, task, setting, names: list[str], curves, extras
             target=goal,
             target_interval=f"[{low:.3g}, {high:.3g}]",
             lower_is_better=task.lower_is_better,
+            converged_in_training=_converged_in_training(runs),
             **extras[setting, name],
         )
+
+
+def _converged_in_training(runs: list[list[dict[str, Any]]]) -> float | None:
+    """The fraction of held-out sets whose forward converged, over every evaluation after
+    step 0 of every seed (None for a task without a residual)."""
+    fractions = [r["converged"] for run in runs for r in run[1:] if "converged" in r]
+    return statistics.mean(fractions) if fractions else None
 
 
 def seed_median(finals: list[float], lower_is_better: bool) -> float:

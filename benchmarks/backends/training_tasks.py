@@ -14,6 +14,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,9 +117,12 @@ TASKS = {"median": Median(), "counting": Counting(), "molecules": Molecules()}
 """`--task`: the tasks the benchmark can train."""
 
 
+_solve_stats = eqx.filter_jit(problem.solve_stats)  # compiled once per model structure
+
+
 def _residual(x_held_out) -> Callable[[Any], dict[str, float]]:
     def residual(model) -> dict[str, float]:
-        stats = problem.solve_stats(model, x_held_out)
+        stats = _solve_stats(model, x_held_out)
         return {
             "residual": float(jnp.median(stats.grad_max_norm)),
             "converged": float(jnp.mean(stats.converged)),
