@@ -271,18 +271,24 @@ def variants(args: argparse.Namespace) -> list[dict[str, Any]]:
     (or None). Every backend reports (not raises) an inner solve that fails."""
     T = args.inner_steps
     names = ["unrolled"] + [name for name in args.variants if name != "unrolled"]
-    quiet = {n: dataclasses.replace(VARIANTS[n].backend(args), throw=False) for n in names}
-    out = [dict(variant=n, backend=quiet[n], T_eval=None, aux_weight=VARIANTS[n].aux_weight,
-                edit=VARIANTS[n].edit) for n in names]  # fmt: skip
+    out = [_configuration(n, args, label=n, T_eval=None) for n in names]
     for name in args.short_variants:
         for steps in args.train_inner_steps:
             if steps < T:
                 short = argparse.Namespace(**{**vars(args), "inner_steps": steps})
-                v = VARIANTS[name]
-                backend = dataclasses.replace(v.backend(short), throw=False)
-                out.append(dict(variant=f"{name} T={steps}→{T}", backend=backend, T_eval=T,
-                                aux_weight=v.aux_weight, edit=v.edit))  # fmt: skip
+                out.append(_configuration(name, short, label=f"{name} T={steps}→{T}", T_eval=T))
     return out
+
+
+def _configuration(
+    name: str, flags: argparse.Namespace, label: str, T_eval: int | None
+) -> dict[str, Any]:
+    """Variant `name` with its backend built from `flags` (reporting, not raising, a failed
+    inner solve), shown as `label` and evaluated with `T_eval` inner steps."""
+    v = VARIANTS[name]
+    backend = dataclasses.replace(v.backend(flags), throw=False)
+    return dict(variant=label, backend=backend, T_eval=T_eval, aux_weight=v.aux_weight,
+                edit=v.edit)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> Results:
@@ -296,9 +302,10 @@ def main(argv: list[str] | None = None) -> Results:
         args.inner_steps = task.inner_steps
     results = Results("time-to-accuracy", problem.config_of(args), args.out, ABOUT)
     settings = task.settings(args)
-    runs = [(s, v, seed) for s in settings for v in variants(args) for seed in args.seeds]
+    configurations = variants(args)
+    runs = [(s, v, seed) for s in settings for v in configurations for seed in args.seeds]
     curves: dict[tuple[Any, str], list[list[dict[str, Any]]]] = {}
-    extras: dict[tuple[Any, str], dict[str, Any]] = {}
+    megabytes: dict[tuple[Any, str], float] = {}
     for setting, variant, seed in progress(runs, "time-to-accuracy", quiet=args.quiet):
         run = task.build(args, setting, variant["backend"], seed, variant["aux_weight"])
         if variant["edit"] is not None:
@@ -309,17 +316,14 @@ def main(argv: list[str] | None = None) -> Results:
         curves.setdefault((setting, variant["variant"]), []).append(
             [{**r, "metric": r[task.metric]} for r in history["eval"]]
         )
-        if (setting, variant["variant"]) not in extras:
-            steps = config.eval_inner_steps
-            evaluated = trained if steps is None else eqx_agg.with_inner_steps(trained, steps)
-            extras[setting, variant["variant"]] = dict(
-                total_MB=step_megabytes(run.model, run.loss_fn, run.next_batch(0)),
-                **({} if run.residual is None else run.residual(evaluated)),
+        if (setting, variant["variant"]) not in megabytes:
+            megabytes[setting, variant["variant"]] = step_megabytes(
+                run.model, run.loss_fn, run.next_batch(0)
             )
         compiled.release_if_near_limit()  # every run compiles its own functions
-    names = [v["variant"] for v in variants(args)]
+    names = [v["variant"] for v in configurations]
     for setting in settings:
-        _summarise(results, task, setting, names, curves, extras)
+        _summarise(results, task, setting, names, curves, megabytes)
     targets = targets_of(results.records)
     _plot(results, task, settings, curves)
     results.add_section(targets_section(targets))
@@ -360,7 +364,7 @@ def _config(args, variant: dict[str, Any], seed: int) -> training.TrainConfig:
     )  # fmt: skip
 
 
-def _summarise(results: Results, task, setting, names: list[str], curves, extras) -> None:
+def _summarise(results: Results, task, setting, names: list[str], curves, megabytes) -> None:
     """One row per variant in this setting (the first name is the Unrolled reference)."""
     finals = {name: [run[-1]["metric"] for run in curves[setting, name]] for name in names}
     goal = seed_median(finals[names[0]], task.lower_is_better)
@@ -396,9 +400,17 @@ def _summarise(results: Results, task, setting, names: list[str], curves, extras
             target=goal,
             target_interval=f"[{low:.3g}, {high:.3g}]",
             lower_is_better=task.lower_is_better,
+            total_MB=megabytes[setting, name],
             converged_in_training=_converged_in_training(runs),
-            **extras[setting, name],
+            **_trained_residual(runs),
         )
+
+
+def _trained_residual(runs: list[list[dict[str, Any]]]) -> dict[str, float]:
+    """The first seed's trained model's held-out `residual` and `converged` (its last
+    evaluation's; none for a task without a residual)."""
+    last = runs[0][-1]
+    return {key: last[key] for key in ("residual", "converged") if key in last}
 
 
 def _converged_in_training(runs: list[list[dict[str, Any]]]) -> float | None:
