@@ -134,7 +134,7 @@ def test_floor_variants_floor_every_potential_and_keep_its_parameters():
     [variant] = [v for v in time_to_accuracy.variants(args) if v["variant"] == "checkpointed-floor"]
     run = TASKS["median"].build(args, 1, variant["backend"], 0)
     plain = run.model.pool.energy
-    floored = variant["edit"](args, run.model).pool.energy
+    floored = variant["edit"](args, run).model.pool.energy
     assert (plain.min_regularisation, floored.min_regularisation) == (0.0, 0.03)
     y = jnp.array([2.0])
     np.testing.assert_allclose(floored.regulariser(y), plain.regulariser(y), rtol=1e-6)
@@ -155,16 +155,66 @@ def test_contraction_variant_weighs_the_penalty_in_every_ea_layer_and_keeps_its_
         v for v in time_to_accuracy.variants(args) if v["variant"] == "checkpointed-contraction"
     ]
     run = TASKS["median"].build(args, 1, variant["backend"], 0)
-    edited = variant["edit"](args, run.model)
+    edited = variant["edit"](args, run).model
     assert (run.model.pool.contraction_weight, edited.pool.contraction_weight) == (0.0, 50.0)
     leaves = [jax.tree_util.tree_leaves(eqx.filter(m, eqx.is_array)) for m in (run.model, edited)]
     assert all(a is b for a, b in zip(*leaves, strict=True))
     batch, key = run.next_batch(0), jax.random.PRNGKey(0)
     (plain, _), (weighted, _) = run.loss_fn(run.model, batch, key), run.loss_fn(edited, batch, key)
     args.contraction_weight = 100.0
-    (doubled, _) = run.loss_fn(variant["edit"](args, run.model), batch, key)
+    (doubled, _) = run.loss_fn(variant["edit"](args, run).model, batch, key)
     assert weighted > plain
     np.testing.assert_allclose(doubled - plain, 2 * (weighted - plain), rtol=1e-6)
+
+
+def test_contraction_subset_penalises_a_share_of_the_sets_with_the_same_expected_penalty():
+    """`--contraction-subset 4`: the penalty on a quarter of each batch's sets at 4× the
+    weight. The task loss is unchanged otherwise, and over the four rotations of a batch
+    (each quarter penalised once) it averages to the loss with every set penalised."""
+
+    def parsed(subset: str):
+        args = time_to_accuracy._parser().parse_args(
+            ["--variants", "checkpointed-contraction", "--contraction-weight", "50",
+             "--contraction-subset", subset]
+        )  # fmt: skip
+        vars(args).update(time_to_accuracy.QUICK, inner_steps=5)
+        return args
+
+    args = parsed("4")
+    [variant] = [
+        v for v in time_to_accuracy.variants(args) if v["variant"] == "checkpointed-contraction"
+    ]
+    run = TASKS["median"].build(args, 1, variant["backend"], 0)
+    every_set = variant["edit"](parsed("1"), run)
+    subset = variant["edit"](args, run)
+    assert subset.model.pool.contraction_weight == 50.0
+    x, median = run.next_batch(0)
+    assert len(x) == 8  # quarters of two sets
+    key = jax.random.PRNGKey(0)
+    rotations = [(jnp.roll(x, 2 * i, 0), jnp.roll(median, 2 * i, 0)) for i in range(4)]
+    losses = [subset.loss_fn(subset.model, batch, key) for batch in rotations]
+    (full, _) = every_set.loss_fn(every_set.model, (x, median), key)
+    (plain, plain_metrics) = run.loss_fn(run.model, (x, median), key)
+    assert full > plain
+    np.testing.assert_allclose(np.mean([loss for loss, _ in losses]), full, rtol=1e-5)
+    for _, m in losses:  # the squared error is every set's, penalised or not
+        np.testing.assert_allclose(m["mse"], plain_metrics["mse"], rtol=1e-5)
+    grads = [eqx.filter_grad(lambda m, b: subset.loss_fn(m, b, key)[0])(subset.model, b)
+             for b in rotations]  # fmt: skip
+    mean_grad = jax.tree_util.tree_map(lambda *g: sum(g) / 4, *grads)
+    full_grad = eqx.filter_grad(lambda m: every_set.loss_fn(m, (x, median), key)[0])(
+        every_set.model
+    )
+    for g, expected in zip(*map(jax.tree_util.tree_leaves, (mean_grad, full_grad)), strict=True):
+        np.testing.assert_allclose(g, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_contraction_subset_refuses_a_task_whose_batches_are_graphs(capsys):
+    argv = ["--task", "molecules", "--variants", "checkpointed-contraction",
+            "--contraction-subset", "2"]  # fmt: skip
+    with pytest.raises(SystemExit):
+        time_to_accuracy.main(argv)
+    assert "--contraction-subset 2 splits each batch of sets" in capsys.readouterr().err
 
 
 def test_short_variants_train_each_named_variant_with_fewer_steps_and_evaluate_with_T():

@@ -42,7 +42,7 @@ import solvers
 from ..shared import cli, compiled, strategies, training
 from ..shared.results import Results, progress, target, targets_section
 from . import memory, problem
-from .training_tasks import TASKS
+from .training_tasks import TASKS, Run
 
 ABOUT = (
     "Time-to-accuracy of each backend in training a task's EA model: `metric` is the held-out "
@@ -127,6 +127,11 @@ def _parser() -> argparse.ArgumentParser:
         "puts it at 1 in the loss; the molecule readout's is 1: pass 1 there)",
     )  # fmt: skip
     group.add_argument(
+        "--contraction-subset", type=cli.positive_int, default=1,
+        help="the -contraction variants penalise 1 in K of each batch's sets (median and "
+        "counting), at K× --contraction-weight, the others skipping its cost (1: every set)",
+    )  # fmt: skip
+    group.add_argument(
         "--train-inner-steps", type=cli.positive_int, nargs="*", default=[2],
         help="Unrolled (or each of --short-variants) trained with these T (< --inner-steps; "
         "none: the flag alone), evaluated with --inner-steps",
@@ -144,13 +149,13 @@ class Variant:
     """A strategy the benchmark trains: its backend from the parsed flags (T: the task's
     `--inner-steps`), what it is, the weight of eq. 5's auxiliary loss in its training
     loss (None: the task's own: median 1e-4, counting 1e-4, molecules 1), and `edit`, a
-    change to the built model before training (flags, model -> model). `has_T`: its
+    change to the built run before training (flags, `Run` -> `Run`). `has_T`: its
     backend runs `--inner-steps` steps (not to a tolerance), so it can train with fewer."""
 
     backend: Callable[[argparse.Namespace], solvers.AbstractBackend]
     about: str
     aux_weight: float | None = None
-    edit: Callable[[argparse.Namespace, Any], Any] | None = None
+    edit: Callable[[argparse.Namespace, Run], Run] | None = None
     has_T: bool = True
 
 
@@ -164,19 +169,51 @@ def _implicit(a: argparse.Namespace) -> solvers.AbstractBackend:
     return solvers.Implicit(a.implicit_steps)
 
 
-def _floored(a: argparse.Namespace, model):
-    """Every `Neural` potential of `model` with the floor `--min-regularisation` under its
+def _floored(a: argparse.Namespace, run: Run) -> Run:
+    """Every `Neural` potential of the model with the floor `--min-regularisation` under its
     regulariser's strength, the strength itself unchanged at the start."""
     floor = a.min_regularisation
-    return _replace_each(
-        model, eqx_agg.energies.Neural, lambda e: e.with_min_regularisation(floor), "-floor"
+    model = _replace_each(
+        run.model, eqx_agg.energies.Neural, lambda e: e.with_min_regularisation(floor), "-floor"
     )
+    return dataclasses.replace(run, model=model)
 
 
-def _contracting(a: argparse.Namespace, model):
-    """Every EA layer of `model` with the contraction penalty at `--contraction-weight` in
-    its auxiliary loss."""
-    weight = a.contraction_weight
+def _contracting(a: argparse.Namespace, run: Run) -> Run:
+    """Every EA layer of the model with the contraction penalty at `--contraction-weight` in
+    its auxiliary loss; with `--contraction-subset K > 1`, on the first `b // K` sets of
+    each batch of `b` only, weighted `b / (b // K)`× (the same expected penalty, the batches
+    being random draws), the other sets solved without its cost."""
+    weight, every = a.contraction_weight, a.contraction_subset
+    model = _with_contraction_weight(run.model, weight)
+    if every == 1:
+        return dataclasses.replace(run, model=model)
+    loss_fn = run.loss_fn
+
+    def penalising_a_subset(model, batch, key):
+        size = len(jax.tree_util.tree_leaves(batch)[0])
+        share = max(size // every, 1)
+        if share == size:
+            return loss_fn(model, batch, key)
+        head, tail = (jax.tree_util.tree_map(lambda v: v[:share], batch),
+                      jax.tree_util.tree_map(lambda v: v[share:], batch))  # fmt: skip
+        penalised = loss_fn(_with_contraction_weight(model, weight * size / share), head, key)
+        plain = loss_fn(_with_contraction_weight(model, 0.0), tail, key)
+        # the task losses are means over the batch's sets: weigh each part by its sets
+        return jax.tree_util.tree_map(
+            lambda p, q: (share * p + (size - share) * q) / size, penalised, plain
+        )
+
+    return dataclasses.replace(run, model=model, loss_fn=penalising_a_subset)
+
+
+SETS_ON_LEADING_AXIS = ("median", "counting")
+"""The tasks whose batches and losses `--contraction-subset` can split: a batch of sets on
+the leading axis, a loss that is a mean over them."""
+
+
+def _with_contraction_weight(model, weight: float):
+    """`model` with every EA layer's contraction penalty at `weight`."""
     return _replace_each(
         model,
         eqx_agg.EquilibriumAggregation,
@@ -249,6 +286,13 @@ VARIANTS = {
         "--contraction-weight",
         edit=_contracting,
     ),
+    "truncated-contraction": Variant(
+        _truncated,
+        "Truncated(T, --truncate-k), trained with the contraction penalty at "
+        "--contraction-weight (a contracting step makes the k taped steps' Neumann series "
+        "converge)",
+        edit=_contracting,
+    ),
     "truncated-aux": Variant(
         _truncated,
         "Truncated(T, --truncate-k), trained with eq. 5's auxiliary loss at weight 1",
@@ -293,7 +337,14 @@ def _configuration(
 
 def main(argv: list[str] | None = None) -> Results:
     """Run the benchmark; write `results/time-to-accuracy/`; return the `Results`."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.contraction_subset > 1 and args.task not in SETS_ON_LEADING_AXIS:
+        parser.error(
+            f"--contraction-subset {args.contraction_subset} splits each batch of sets on its "
+            f"leading axis, which the {args.task} task's batches (graphs) do not have: use "
+            f"it on {' or '.join(SETS_ON_LEADING_AXIS)}, or drop it (every set penalised)"
+        )
     if args.quick:
         for name, value in QUICK.items():
             setattr(args, name, value)
@@ -309,7 +360,7 @@ def main(argv: list[str] | None = None) -> Results:
     for setting, variant, seed in progress(runs, "time-to-accuracy", quiet=args.quiet):
         run = task.build(args, setting, variant["backend"], seed, variant["aux_weight"])
         if variant["edit"] is not None:
-            run.model = variant["edit"](args, run.model)
+            run = variant["edit"](args, run)
         config = _config(args, variant, seed)
         evaluate = run.evaluate if run.residual is None else _with_residual(run)
         trained, history = training.train(run.model, run.loss_fn, run.next_batch, config, evaluate)
