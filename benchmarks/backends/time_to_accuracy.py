@@ -179,20 +179,25 @@ def _floored(a: argparse.Namespace, run: Run) -> Run:
     return dataclasses.replace(run, model=model)
 
 
+SETS_ON_LEADING_AXIS = ("median", "counting")
+"""The tasks whose batches and losses `--contraction-subset` can split: a batch of sets on
+the leading axis, a loss that is a mean over them."""
+
+
 def _contracting(a: argparse.Namespace, run: Run) -> Run:
     """Every EA layer of the model with the contraction penalty at `--contraction-weight` in
     its auxiliary loss; with `--contraction-subset K > 1`, on the first `b // K` sets of
     each batch of `b` only, weighted `b / (b // K)`× (the same expected penalty, the batches
     being random draws), the other sets solved without its cost."""
-    weight, every = a.contraction_weight, a.contraction_subset
+    weight, subset = a.contraction_weight, a.contraction_subset
     model = _with_contraction_weight(run.model, weight)
-    if every == 1:
+    if subset == 1:
         return dataclasses.replace(run, model=model)
     loss_fn = run.loss_fn
 
     def penalising_a_subset(model, batch, key):
         size = len(jax.tree_util.tree_leaves(batch)[0])
-        share = max(size // every, 1)
+        share = max(size // subset, 1)
         if share == size:
             return loss_fn(model, batch, key)
         head, tail = (jax.tree_util.tree_map(lambda v: v[:share], batch),
@@ -205,11 +210,6 @@ def _contracting(a: argparse.Namespace, run: Run) -> Run:
         )
 
     return dataclasses.replace(run, model=model, loss_fn=penalising_a_subset)
-
-
-SETS_ON_LEADING_AXIS = ("median", "counting")
-"""The tasks whose batches and losses `--contraction-subset` can split: a batch of sets on
-the leading axis, a loss that is a mean over them."""
 
 
 def _with_contraction_weight(model, weight: float):
@@ -289,8 +289,7 @@ VARIANTS = {
     "truncated-contraction": Variant(
         _truncated,
         "Truncated(T, --truncate-k), trained with the contraction penalty at "
-        "--contraction-weight (a contracting step makes the k taped steps' Neumann series "
-        "converge)",
+        "--contraction-weight (meant to make the k taped steps' Neumann series converge)",
         edit=_contracting,
     ),
     "truncated-aux": Variant(
@@ -311,7 +310,7 @@ def variants(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The trained configurations: Unrolled(T) first (the reference), the other variants,
     then each of `--short-variants` (Unrolled by default) trained with each `T_train < T`
     and evaluated with T. `T_eval` is the evaluation's inner steps (None: as trained),
-    `aux_weight` eq. 5's weight (None: the task's), `edit` the variant's change to the model
+    `aux_weight` eq. 5's weight (None: the task's), `edit` the variant's change to the run
     (or None). Every backend reports (not raises) an inner solve that fails."""
     T = args.inner_steps
     names = ["unrolled"] + [name for name in args.variants if name != "unrolled"]
