@@ -179,11 +179,6 @@ def _floored(a: argparse.Namespace, run: Run) -> Run:
     return dataclasses.replace(run, model=model)
 
 
-SETS_ON_LEADING_AXIS = ("median", "counting")
-"""The tasks whose batches and losses `--contraction-subset` can split: a batch of sets on
-the leading axis, a loss that is a mean over them."""
-
-
 def _contracting(a: argparse.Namespace, run: Run) -> Run:
     """Every EA layer of the model with the contraction penalty at `--contraction-weight` in
     its auxiliary loss; with `--contraction-subset K > 1`, on the first `b // K` sets of
@@ -338,11 +333,12 @@ def main(argv: list[str] | None = None) -> Results:
     """Run the benchmark; write `results/time-to-accuracy/`; return the `Results`."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.contraction_subset > 1 and args.task not in SETS_ON_LEADING_AXIS:
+    if args.contraction_subset > 1 and not TASKS[args.task].batch_of_sets:
+        splittable = [name for name, task in TASKS.items() if task.batch_of_sets]
         parser.error(
             f"--contraction-subset {args.contraction_subset} splits each batch of sets on its "
             f"leading axis, which the {args.task} task's batches (graphs) do not have: use "
-            f"it on {' or '.join(SETS_ON_LEADING_AXIS)}, or drop it (every set penalised)"
+            f"it on {' or '.join(splittable)}, or drop it (every set penalised)"
         )
     if args.quick:
         for name, value in QUICK.items():

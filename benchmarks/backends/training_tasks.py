@@ -4,7 +4,9 @@ A task names its held-out metric and whether lower is better, the settings it is
 (the median task's set embedding sizes D, the molecules task's graph convolutions, the
 counting task's data set) and its inner steps T, and builds, for a setting, a backend, a
 seed and an auxiliary-loss weight (None: the task's), what `training.train` takes: the
-model with its EA layer on that backend, the loss, the batches and the evaluation. Each
+model with its EA layer on that backend, the loss, the batches and the evaluation.
+`batch_of_sets`: its batches hold sets on the leading axis and its loss is a mean over them
+(so a batch can be split into sets, as `--contraction-subset` does). Each
 task is the one its own benchmark trains (`benchmarks.tasks`), at that benchmark's defaults.
 """
 
@@ -45,6 +47,7 @@ class Median:
     """Median estimation (paper 5.1): held-out MSE, per set embedding size D (`--dims`)."""
 
     metric, lower_is_better, setting_name, inner_steps = "mse", True, "D", 5
+    batch_of_sets = True
 
     def settings(self, args: argparse.Namespace) -> list[Any]:
         return args.dims
@@ -70,6 +73,7 @@ class Counting:
     8x8 digits): test-set accuracy."""
 
     metric, lower_is_better, setting_name, inner_steps = "test_accuracy", False, "data", 10
+    batch_of_sets = True
 
     def settings(self, args: argparse.Namespace) -> list[Any]:
         return ["digits"]
@@ -95,6 +99,7 @@ class Molecules:
     graph convolution (`--convs`)."""
 
     metric, setting_name, inner_steps = "valid", "conv", 15
+    batch_of_sets = False  # batches of graphs
 
     @property
     def lower_is_better(self) -> bool:
